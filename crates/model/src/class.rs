@@ -12,9 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct ClassName(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "a class name is 1 to 32 lowercase letters, digits, '-' or '_', starting with a letter"
-)]
+#[error("a class name is 1 to 32 lowercase letters, digits, '-' or '_', starting with a letter")]
 pub struct ClassNameError;
 
 impl ClassName {

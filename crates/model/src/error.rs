@@ -27,13 +27,21 @@ pub enum TraceErrorKind {
     Missing,
     WrongType(&'static str),
     /// A string longer than allowed (bytes).
-    TooLong { max: usize },
+    TooLong {
+        max: usize,
+    },
     /// The whole trace is larger than allowed (bytes of its JSON).
-    TooLarge { max: usize },
+    TooLarge {
+        max: usize,
+    },
     /// An array with more items than allowed.
-    TooMany { max: usize },
+    TooMany {
+        max: usize,
+    },
     UnknownAction,
-    UnknownClass { known: Vec<String> },
+    UnknownClass {
+        known: Vec<String>,
+    },
     /// Request text carrying a protocol literal or several lines.
     Literal,
     /// A control character (U+0000–U+001F, U+007F) in a text field.

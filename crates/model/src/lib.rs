@@ -20,6 +20,4 @@ pub use error::{TraceError, TraceErrorKind};
 pub use guard::{content_field_reason, request_literal};
 pub use parse::{Limits, parse_trace, parse_trace_value};
 pub use time::{format_received_at, parse_occurred_at};
-pub use trace::{
-    Actor, Outcome, Patient, Response, Salt, Source, StoredTrace, Target, Trace,
-};
+pub use trace::{Actor, Outcome, Patient, Response, Salt, Source, StoredTrace, Target, Trace};

@@ -82,7 +82,11 @@ pub(crate) fn json_error_position(e: &serde_json::Error) -> String {
     // quote the input; keep the phrase, which says what is wrong.
     let full = e.to_string();
     let phrase = full.split(" at line ").next().unwrap_or(what);
-    let phrase = if phrase.contains(['"', '`']) { what } else { phrase };
+    let phrase = if phrase.contains(['"', '`']) {
+        what
+    } else {
+        phrase
+    };
     format!("{phrase} at line {} column {}", e.line(), e.column())
 }
 
@@ -272,7 +276,9 @@ impl TraceParser<'_> {
         Ok(Actor {
             auth: self.opt_str(obj, "auth", "actor", 64)?.map(str::to_owned),
             id: id.to_owned(),
-            id_type: self.opt_str(obj, "id_type", "actor", 64)?.map(str::to_owned),
+            id_type: self
+                .opt_str(obj, "id_type", "actor", 64)?
+                .map(str::to_owned),
         })
     }
 
@@ -312,10 +318,16 @@ impl TraceParser<'_> {
             }
         }
         Ok(Source {
-            host: self.opt_str(obj, "host", "source", short)?.map(str::to_owned),
+            host: self
+                .opt_str(obj, "host", "source", short)?
+                .map(str::to_owned),
             ip: ip.map(str::to_owned),
-            session: self.opt_str(obj, "session", "source", short)?.map(str::to_owned),
-            software: self.opt_str(obj, "software", "source", short)?.map(str::to_owned),
+            session: self
+                .opt_str(obj, "session", "source", short)?
+                .map(str::to_owned),
+            software: self
+                .opt_str(obj, "software", "source", short)?
+                .map(str::to_owned),
         })
     }
 
@@ -338,7 +350,10 @@ impl TraceParser<'_> {
             "target",
         )?;
         let (short, long) = (self.limits.max_short, self.limits.max_long);
-        let s = |k, max| self.opt_str(obj, k, "target", max).map(|o| o.map(str::to_owned));
+        let s = |k, max| {
+            self.opt_str(obj, k, "target", max)
+                .map(|o| o.map(str::to_owned))
+        };
         let patient = match obj.get("patient") {
             None | Some(Value::Null) => None,
             Some(v) => Some(self.patient(v)?),
@@ -452,7 +467,9 @@ fn check_text(s: &str, max: usize, path: &str) -> Result<(), TraceError> {
     if s.len() > max {
         return Err(TraceError::new(path, K::TooLong { max }));
     }
-    if s.bytes().any(|b| b < 0x20 && b != b'\r' && b != b'\n' || b == 0x7f) {
+    if s.bytes()
+        .any(|b| b < 0x20 && b != b'\r' && b != b'\n' || b == 0x7f)
+    {
         return Err(TraceError::new(path, K::ControlCharacter));
     }
     Ok(())
@@ -466,7 +483,10 @@ fn object<'v>(v: &'v Value, path: &str) -> Result<&'v Map<String, Value>, TraceE
 fn only_known(obj: &Map<String, Value>, known: &[&str], parent: &str) -> Result<(), TraceError> {
     for k in obj.keys() {
         if !known.contains(&k.as_str()) {
-            return Err(TraceError::new(join(parent, &safe_name(k)), K::UnknownField));
+            return Err(TraceError::new(
+                join(parent, &safe_name(k)),
+                K::UnknownField,
+            ));
         }
     }
     Ok(())
@@ -578,10 +598,7 @@ mod tests {
 
     #[test]
     fn raw_size_is_bounded() {
-        let big = format!(
-            "{{\"class\":\"mss\",\"pad\":\"{}\"}}",
-            "x".repeat(20_000)
-        );
+        let big = format!("{{\"class\":\"mss\",\"pad\":\"{}\"}}", "x".repeat(20_000));
         let e = parse_trace(big.as_bytes(), &Limits::default()).expect_err("too large");
         assert_eq!(e.code(), "too_large");
         let e = parse_trace(b"{\"class\":", &Limits::default()).expect_err("eof");

@@ -1,1 +1,25 @@
-//! placeholder
+//! Durable storage for registre.
+//!
+//! [`Store`] is what every backend implements (the embedded store here, the
+//! PostgreSQL store later); intake layers hand it validated [`Trace`]s and it
+//! answers with [`Receipt`]s only once the traces are durable.
+//!
+//! [`EmbeddedStore`] is the default backend: per class, an append-only log of
+//! segment files with CRC32C-framed records, group-committed with one
+//! `fdatasync` per batch of concurrent requests. Its on-disk format is
+//! documented byte by byte in `docs/format.md`.
+
+mod cursor;
+mod embedded;
+mod error;
+mod query;
+mod store;
+pub mod vfs;
+
+pub use cursor::Cursor;
+pub use embedded::{EmbeddedOptions, EmbeddedStore};
+pub use error::{AppendError, OpenError, SearchError};
+pub use query::{Page, Query, StoredRecord};
+pub use store::{BoxFuture, LogStats, Receipt, Store};
+
+pub use registre_model::{ClassName, StoredTrace, Trace};

@@ -1,0 +1,254 @@
+//! Segment file format (see `docs/format.md`, which this code must match).
+//!
+//! ```text
+//! segment  = header frame*
+//! header   = 64 bytes:
+//!   0  8  magic "RGSEG\0\0\x01"
+//!   8  8  first_index       u64 LE   index of the segment's first record
+//!   16 8  period_start      i64 LE   µs since the Unix epoch, UTC
+//!   24 1  class name length u8 (1..=32)
+//!   25 32 class name        ASCII, zero padded
+//!   57 3  zero
+//!   60 4  crc32c of bytes 0..60, u32 LE
+//! frame    = 32-byte frame header, then body:
+//!   0  4  magic "RGFR"
+//!   4  4  body_len          u32 LE   bytes after the frame header
+//!   8  4  crc32c            u32 LE   of bytes 12..32+body_len
+//!   12 4  count             u32 LE   records in the body (≥ 1)
+//!   16 8  first_index       u64 LE
+//!   24 8  received_at       i64 LE   µs since the Unix epoch, UTC
+//!   body = count × (len u32 LE, record)
+//!   record = salt (16 bytes) ‖ JCS bytes of the stored trace (salt excluded)
+//! ```
+//!
+//! A frame is the unit of atomicity: one group commit writes one or more
+//! whole frames, then syncs. Recovery accepts a frame only when its magic,
+//! length, CRC, index continuity and record lengths all check out.
+
+pub const SEGMENT_MAGIC: &[u8; 8] = b"RGSEG\0\0\x01";
+pub const FRAME_MAGIC: &[u8; 4] = b"RGFR";
+pub const HEADER_LEN: usize = 64;
+pub const FRAME_HEADER_LEN: usize = 32;
+/// Larger frames are split; also the bound recovery trusts.
+pub const MAX_FRAME_BODY: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentHeader {
+    pub first_index: u64,
+    pub period_start: i64,
+    pub class: String,
+}
+
+impl SegmentHeader {
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[0..8].copy_from_slice(SEGMENT_MAGIC);
+        h[8..16].copy_from_slice(&self.first_index.to_le_bytes());
+        h[16..24].copy_from_slice(&self.period_start.to_le_bytes());
+        let name = self.class.as_bytes();
+        let n = name.len().min(32);
+        h[24] = n as u8;
+        h[25..25 + n].copy_from_slice(&name[..n]);
+        let crc = crc32c::crc32c(&h[0..60]);
+        h[60..64].copy_from_slice(&crc.to_le_bytes());
+        h
+    }
+
+    pub fn decode(h: &[u8]) -> Result<SegmentHeader, &'static str> {
+        if h.len() < HEADER_LEN {
+            return Err("segment header is truncated");
+        }
+        if &h[0..8] != SEGMENT_MAGIC {
+            return Err("not a registre segment (bad magic)");
+        }
+        if crc32c::crc32c(&h[0..60]) != u32_at(h, 60) {
+            return Err("segment header checksum mismatch");
+        }
+        let n = h[24] as usize;
+        if n == 0 || n > 32 {
+            return Err("bad class name length in segment header");
+        }
+        let class = std::str::from_utf8(&h[25..25 + n])
+            .map_err(|_| "class name in segment header is not UTF-8")?
+            .to_owned();
+        Ok(SegmentHeader {
+            first_index: u64_at(h, 8),
+            period_start: u64_at(h, 16) as i64,
+            class,
+        })
+    }
+}
+
+/// Builds frames in a reusable buffer.
+pub struct FrameWriter {
+    pub buf: Vec<u8>,
+    start: usize,
+    count: u32,
+}
+
+impl FrameWriter {
+    pub fn new() -> FrameWriter {
+        FrameWriter {
+            buf: Vec::with_capacity(1 << 20),
+            start: 0,
+            count: 0,
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.start = 0;
+        self.count = 0;
+    }
+
+    pub fn begin(&mut self, first_index: u64, received_at: i64) {
+        self.start = self.buf.len();
+        self.count = 0;
+        self.buf.extend_from_slice(FRAME_MAGIC);
+        self.buf.extend_from_slice(&[0; 8]);
+        self.buf.extend_from_slice(&[0; 4]);
+        self.buf.extend_from_slice(&first_index.to_le_bytes());
+        self.buf.extend_from_slice(&received_at.to_le_bytes());
+    }
+
+    pub fn body_len(&self) -> usize {
+        self.buf.len() - self.start - FRAME_HEADER_LEN
+    }
+
+    /// Appends one record; `write` fills the record bytes after the salt and
+    /// returns nothing. Returns the record's (offset in `buf`, length).
+    pub fn record(&mut self, salt: &[u8; 16], write: impl FnOnce(&mut Vec<u8>)) -> (usize, u32) {
+        let len_pos = self.buf.len();
+        self.buf.extend_from_slice(&[0; 4]);
+        let rec_start = self.buf.len();
+        self.buf.extend_from_slice(salt);
+        write(&mut self.buf);
+        let len = (self.buf.len() - rec_start) as u32;
+        self.buf[len_pos..len_pos + 4].copy_from_slice(&len.to_le_bytes());
+        self.count += 1;
+        (rec_start, len)
+    }
+
+    /// Fills the frame header (length, count, CRC).
+    pub fn finish(&mut self) {
+        let s = self.start;
+        let body_len = self.body_len() as u32;
+        self.buf[s + 4..s + 8].copy_from_slice(&body_len.to_le_bytes());
+        self.buf[s + 12..s + 16].copy_from_slice(&self.count.to_le_bytes());
+        let crc = crc32c::crc32c(&self.buf[s + 12..]);
+        self.buf[s + 8..s + 12].copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
+/// A frame read back from disk.
+#[derive(Debug)]
+pub struct FrameHeader {
+    pub body_len: u32,
+    pub crc: u32,
+    pub count: u32,
+    pub first_index: u64,
+    pub received_at: i64,
+}
+
+impl FrameHeader {
+    pub fn decode(h: &[u8; FRAME_HEADER_LEN]) -> Result<FrameHeader, &'static str> {
+        if &h[0..4] != FRAME_MAGIC {
+            return Err("bad frame magic");
+        }
+        let body_len = u32_at(h, 4);
+        if body_len as usize > MAX_FRAME_BODY {
+            return Err("frame length out of bounds");
+        }
+        let count = u32_at(h, 12);
+        if count == 0 {
+            return Err("empty frame");
+        }
+        Ok(FrameHeader {
+            body_len,
+            crc: u32_at(h, 8),
+            count,
+            first_index: u64_at(h, 16),
+            received_at: u64_at(h, 24) as i64,
+        })
+    }
+
+    /// Checks the CRC of header bytes 12..32 plus `body`.
+    pub fn check(&self, header: &[u8; FRAME_HEADER_LEN], body: &[u8]) -> bool {
+        let mut crc = crc32c::crc32c(&header[12..]);
+        crc = crc32c::crc32c_append(crc, body);
+        crc == self.crc
+    }
+
+    /// Splits a checked body into records (offsets relative to the body).
+    pub fn records(&self, body: &[u8]) -> Result<Vec<(usize, u32)>, &'static str> {
+        let mut out = Vec::with_capacity(self.count as usize);
+        let mut p = 0usize;
+        for _ in 0..self.count {
+            if p + 4 > body.len() {
+                return Err("record length runs past the frame");
+            }
+            let len = u32_at(body, p);
+            p += 4;
+            if (len as usize) < 16 || p + len as usize > body.len() {
+                return Err("record runs past the frame");
+            }
+            out.push((p, len));
+            p += len as usize;
+        }
+        if p != body.len() {
+            return Err("trailing bytes in frame");
+        }
+        Ok(out)
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trip() {
+        let h = SegmentHeader {
+            first_index: 41,
+            period_start: 1_700_000_000_000_000,
+            class: "mss".into(),
+        };
+        let bytes = h.encode();
+        assert_eq!(SegmentHeader::decode(&bytes), Ok(h));
+        let mut bad = bytes;
+        bad[9] ^= 1;
+        assert!(SegmentHeader::decode(&bad).is_err());
+    }
+
+    #[test]
+    fn frame_round_trip() {
+        let mut w = FrameWriter::new();
+        w.begin(7, 99);
+        w.record(&[1; 16], |b| b.extend_from_slice(b"{\"a\":1}"));
+        w.record(&[2; 16], |b| b.extend_from_slice(b"{}"));
+        w.finish();
+        let mut hdr = [0u8; FRAME_HEADER_LEN];
+        hdr.copy_from_slice(&w.buf[..FRAME_HEADER_LEN]);
+        let fh = FrameHeader::decode(&hdr).expect("header");
+        let body = &w.buf[FRAME_HEADER_LEN..];
+        assert!(fh.check(&hdr, body));
+        assert_eq!((fh.count, fh.first_index, fh.received_at), (2, 7, 99));
+        let recs = fh.records(body).expect("records");
+        assert_eq!(&body[recs[1].0 + 16..recs[1].0 + recs[1].1 as usize], b"{}");
+        let mut flipped = body.to_vec();
+        flipped[20] ^= 0x40;
+        assert!(!fh.check(&hdr, &flipped));
+    }
+}

@@ -1,0 +1,710 @@
+//! One class's log: its segments, its writer thread (the sequencer and group
+//! commit), its recovery and its search.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use registre_model::{Action, ClassName, Salt, StoredTrace, Trace, format_received_at};
+use tokio::sync::{mpsc, oneshot};
+
+use super::format::{
+    FRAME_HEADER_LEN, FrameHeader, FrameWriter, HEADER_LEN, MAX_FRAME_BODY, SegmentHeader,
+};
+use super::index::{Key, Keys, Loc, SegIndex, key_hash, keys_of};
+use crate::vfs::{VFile, Vfs};
+use crate::{AppendError, LogStats, OpenError, Query, Receipt, SearchError, StoredRecord};
+
+pub struct LogOptions {
+    pub period_micros: i64,
+    pub max_segment_bytes: u64,
+    pub max_group: usize,
+}
+
+/// A search result with its reception time (for merging logs).
+pub struct LogHit {
+    pub received_at: i64,
+    pub record: StoredRecord,
+}
+
+type Reply = oneshot::Sender<Result<Vec<(usize, Receipt)>, AppendError>>;
+
+struct Request {
+    traces: Vec<(usize, Trace)>,
+    reply: Reply,
+}
+
+struct Segment {
+    header: SegmentHeader,
+    file: Arc<dyn VFile>,
+    index: RwLock<SegIndex>,
+}
+
+impl Segment {
+    fn index(&self) -> RwLockReadGuard<'_, SegIndex> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+    fn index_mut(&self) -> RwLockWriteGuard<'_, SegIndex> {
+        self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub struct Log {
+    name: ClassName,
+    segments: Arc<RwLock<Vec<Arc<Segment>>>>,
+    size: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+    tx: Option<mpsc::Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer once it has drained.
+        self.tx.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Log {
+    pub fn open(
+        name: ClassName,
+        dir: PathBuf,
+        vfs: Arc<dyn Vfs>,
+        opts: LogOptions,
+    ) -> Result<Log, OpenError> {
+        let io = |path: &PathBuf| {
+            let path = path.clone();
+            move |source| OpenError::Io { path, source }
+        };
+        vfs.create_dir_all(&dir).map_err(io(&dir))?;
+        let names: Vec<String> = vfs
+            .list(&dir)
+            .map_err(io(&dir))?
+            .into_iter()
+            .filter(|n| n.ends_with(".seg"))
+            .collect();
+        let mut segments: Vec<Arc<Segment>> = Vec::new();
+        let mut next_index = 0u64;
+        let mut write_pos = 0u64;
+        let mut last_time = i64::MIN;
+        let count = names.len();
+        for (i, fname) in names.iter().enumerate() {
+            let path = dir.join(fname);
+            let is_last = i + 1 == count;
+            let file = vfs.open(&path, false).map_err(io(&path))?;
+            let len = file.len().map_err(io(&path))?;
+            let mut hbuf = [0u8; HEADER_LEN];
+            let header = if len >= HEADER_LEN as u64 {
+                file.read_exact_at(&mut hbuf, 0).map_err(io(&path))?;
+                SegmentHeader::decode(&hbuf)
+            } else {
+                Err("segment header is truncated")
+            };
+            let header = match header {
+                Ok(h) => h,
+                Err(reason) => {
+                    if is_last && len <= (HEADER_LEN + FRAME_HEADER_LEN) as u64 {
+                        // Crash while creating the newest segment: it holds
+                        // no frame, so nothing acknowledged; drop it.
+                        tracing::warn!(segment = %path.display(), "removing a segment left half-created by a crash");
+                        vfs.remove(&path).map_err(io(&path))?;
+                        vfs.sync_dir(&dir).map_err(io(&dir))?;
+                        continue;
+                    }
+                    return Err(OpenError::Corrupt {
+                        path,
+                        offset: 0,
+                        reason: reason.to_owned(),
+                    });
+                }
+            };
+            if header.class != name.as_str() || header.first_index != next_index {
+                return Err(OpenError::Corrupt {
+                    path,
+                    offset: 0,
+                    reason: format!(
+                        "segment header says log `{}` from index {}, expected log `{}` from index {}",
+                        header.class, header.first_index, name, next_index
+                    ),
+                });
+            }
+            let (index, end, next) = scan(&path, &*file, &header, len, is_last, &name)?;
+            if end < len {
+                tracing::warn!(
+                    segment = %path.display(),
+                    kept = end,
+                    dropped = len - end,
+                    "truncating a torn tail left by a crash"
+                );
+                file.set_len(end).map_err(io(&path))?;
+                file.sync_data().map_err(io(&path))?;
+            }
+            if let Some(t) = index.last_received_at() {
+                last_time = last_time.max(t);
+            }
+            next_index = next;
+            write_pos = end;
+            segments.push(Arc::new(Segment {
+                header,
+                file,
+                index: RwLock::new(index),
+            }));
+        }
+        let bytes: u64 = segments
+            .iter()
+            .map(|s| s.file.len().unwrap_or(0))
+            .sum();
+        let segments = Arc::new(RwLock::new(segments));
+        let size = Arc::new(AtomicU64::new(next_index));
+        let bytes = Arc::new(AtomicU64::new(bytes));
+        let (tx, rx) = mpsc::channel(1024);
+        let mut writer = Writer {
+            name: name.clone(),
+            dir,
+            vfs,
+            opts,
+            segments: segments.clone(),
+            size: size.clone(),
+            bytes: bytes.clone(),
+            active: None,
+            write_pos,
+            next_index,
+            last_time,
+            poisoned: None,
+            frame: FrameWriter::new(),
+        };
+        writer.active = read(&segments).last().cloned();
+        let thread_name = format!("registre-writer-{name}");
+        let writer = std::thread::Builder::new()
+            .name(thread_name)
+            .spawn(move || writer.run(rx))
+            .map_err(|source| OpenError::Io {
+                path: PathBuf::from("<writer thread>"),
+                source,
+            })?;
+        Ok(Log {
+            name,
+            segments,
+            size,
+            bytes,
+            tx: Some(tx),
+            writer: Some(writer),
+        })
+    }
+
+    pub fn name(&self) -> &ClassName {
+        &self.name
+    }
+
+    /// Durable, visible traces.
+    pub fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    pub fn stats(&self) -> LogStats {
+        LogStats {
+            log: self.name.clone(),
+            size: self.size(),
+            segments: read(&self.segments).len(),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn index_heap_bytes(&self) -> usize {
+        read(&self.segments)
+            .iter()
+            .map(|s| s.index().heap_bytes())
+            .sum()
+    }
+
+    /// Queues a batch for the writer; the returned receiver resolves once it
+    /// is durable (or failed).
+    pub async fn submit(
+        &self,
+        traces: Vec<(usize, Trace)>,
+    ) -> Result<oneshot::Receiver<Result<Vec<(usize, Receipt)>, AppendError>>, AppendError> {
+        let (reply, rx) = oneshot::channel();
+        let tx = self.tx.as_ref().ok_or(AppendError::ShuttingDown)?;
+        tx.send(Request { traces, reply })
+            .await
+            .map_err(|_| AppendError::ShuttingDown)?;
+        Ok(rx)
+    }
+
+    /// Newest first, below `bound` (exclusive). Returns the hits and whether
+    /// the log was searched to its start (`true`) or stopped at `limit`.
+    pub fn search(
+        &self,
+        q: &Query,
+        limit: usize,
+        bound: u64,
+    ) -> Result<(Vec<LogHit>, bool), SearchError> {
+        let segments: Vec<Arc<Segment>> = read(&self.segments).clone();
+        let filter = Filter::new(q);
+        let mut hits = Vec::new();
+        let mut buf = Vec::with_capacity(1024);
+        for seg in segments.iter().rev() {
+            if seg.header.first_index >= bound {
+                continue;
+            }
+            let mut hi = (bound - seg.header.first_index).min(u64::from(u32::MAX)) as u32;
+            let mut lo = 0u32;
+            let mut batch: Vec<(u32, Loc, i64)> = Vec::with_capacity(256);
+            loop {
+                batch.clear();
+                {
+                    let ix = seg.index();
+                    hi = hi.min(ix.len());
+                    if let Some(until) = q.until {
+                        hi = hi.min(ix.first_at_or_after(until));
+                    }
+                    if let Some(since) = q.since {
+                        lo = ix.first_at_or_after(since);
+                    }
+                    if hi <= lo {
+                        break;
+                    }
+                    match filter.postings(&ix) {
+                        Some(list) => {
+                            let end = list.partition_point(|&p| p < hi);
+                            for &p in list[..end].iter().rev().take(256) {
+                                if p < lo {
+                                    break;
+                                }
+                                batch.push((p, ix.locs[p as usize], ix.received_at(p)));
+                            }
+                        }
+                        None => {
+                            let start = hi.saturating_sub(256).max(lo);
+                            for p in (start..hi).rev() {
+                                batch.push((p, ix.locs[p as usize], ix.received_at(p)));
+                            }
+                        }
+                    }
+                }
+                let Some(&(last, _, _)) = batch.last() else {
+                    break;
+                };
+                for &(p, loc, received_at) in &batch {
+                    let index = seg.header.first_index + u64::from(p);
+                    let record = read_record(&*seg.file, loc, &mut buf, &self.name, index)?;
+                    if filter.matches(&record.trace) {
+                        hits.push(LogHit {
+                            received_at,
+                            record,
+                        });
+                        if hits.len() >= limit {
+                            return Ok((hits, false));
+                        }
+                    }
+                }
+                hi = last;
+            }
+        }
+        Ok((hits, true))
+    }
+}
+
+/// The exact filters of a query, and the index that narrows it best.
+struct Filter<'q> {
+    q: &'q Query,
+    keys: Vec<(Key, u64)>,
+    mailbox_norm: Option<String>,
+}
+
+impl<'q> Filter<'q> {
+    fn new(q: &'q Query) -> Filter<'q> {
+        let mut keys = Vec::new();
+        if let Some(a) = &q.actor {
+            keys.push((Key::Actor, key_hash(Key::Actor, a)));
+        }
+        if let Some(p) = &q.patient {
+            keys.push((Key::Patient, key_hash(Key::Patient, p)));
+        }
+        if let Some(m) = &q.mailbox {
+            keys.push((Key::Mailbox, key_hash(Key::Mailbox, m)));
+        }
+        if let Some(a) = &q.action {
+            keys.push((Key::Action, key_hash(Key::Action, a.as_str())));
+        }
+        Filter {
+            q,
+            keys,
+            mailbox_norm: q.mailbox.as_deref().map(Query::normalise_mailbox),
+        }
+    }
+
+    /// The shortest posting list among the filtered keys, if any.
+    fn postings<'i>(&self, ix: &'i SegIndex) -> Option<&'i [u32]> {
+        self.keys
+            .iter()
+            .map(|&(k, h)| ix.postings(k, h))
+            .min_by_key(|l| l.len())
+    }
+
+    fn matches(&self, t: &StoredTrace) -> bool {
+        let q = self.q;
+        if q.actor.as_deref().is_some_and(|a| a != t.actor.id) {
+            return false;
+        }
+        if q.patient.as_deref().is_some_and(|p| Some(p) != t.patient_id()) {
+            return false;
+        }
+        if let Some(m) = &self.mailbox_norm {
+            if t.mailbox().map(Query::normalise_mailbox).as_ref() != Some(m) {
+                return false;
+            }
+        }
+        if q.action.as_ref().is_some_and(|a: &Action| *a != t.action) {
+            return false;
+        }
+        true
+    }
+}
+
+fn read_record(
+    file: &dyn VFile,
+    loc: Loc,
+    buf: &mut Vec<u8>,
+    log: &ClassName,
+    index: u64,
+) -> Result<StoredRecord, SearchError> {
+    buf.resize(loc.len as usize, 0);
+    file.read_exact_at(buf, loc.offset)?;
+    decode_record(buf).map_err(|reason| SearchError::Corrupt {
+        log: log.as_str().to_owned(),
+        index,
+        reason,
+    })
+}
+
+fn decode_record(rec: &[u8]) -> Result<StoredRecord, String> {
+    if rec.len() < 16 {
+        return Err("record shorter than its salt".into());
+    }
+    let mut salt: Salt = [0; 16];
+    salt.copy_from_slice(&rec[..16]);
+    let trace: StoredTrace = serde_json::from_slice(&rec[16..])
+        .map_err(|e| format!("stored trace does not decode: {}", e.classify_str()))?;
+    Ok(StoredRecord { trace, salt })
+}
+
+trait ClassifyStr {
+    fn classify_str(&self) -> &'static str;
+}
+
+impl ClassifyStr for serde_json::Error {
+    fn classify_str(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "read error",
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Data => "schema mismatch",
+            serde_json::error::Category::Eof => "truncated",
+        }
+    }
+}
+
+/// Reads a segment's frames, rebuilding its index. Returns the index, the
+/// end of the last valid frame and the next index. A bad frame in the newest
+/// segment is a torn tail (truncated by the caller); elsewhere it is
+/// corruption.
+fn scan(
+    path: &std::path::Path,
+    file: &dyn VFile,
+    header: &SegmentHeader,
+    len: u64,
+    is_last: bool,
+    name: &ClassName,
+) -> Result<(SegIndex, u64, u64), OpenError> {
+    let mut ix = SegIndex::default();
+    let mut pos = HEADER_LEN as u64;
+    let mut next = header.first_index;
+    let mut body = Vec::new();
+    let corrupt = |offset: u64, reason: String| OpenError::Corrupt {
+        path: path.to_owned(),
+        offset,
+        reason,
+    };
+    while pos < len {
+        let frame_start = pos;
+        let bad = |reason: &str| -> Result<(), OpenError> {
+            if is_last {
+                Ok(())
+            } else {
+                Err(corrupt(frame_start, reason.to_owned()))
+            }
+        };
+        if len - pos < FRAME_HEADER_LEN as u64 {
+            bad("truncated frame header")?;
+            break;
+        }
+        let mut h = [0u8; FRAME_HEADER_LEN];
+        file.read_exact_at(&mut h, pos)
+            .map_err(|e| corrupt(pos, e.to_string()))?;
+        let fh = match FrameHeader::decode(&h) {
+            Ok(fh) => fh,
+            Err(r) => {
+                bad(r)?;
+                break;
+            }
+        };
+        let body_start = pos + FRAME_HEADER_LEN as u64;
+        if len - body_start < u64::from(fh.body_len) {
+            bad("truncated frame body")?;
+            break;
+        }
+        body.resize(fh.body_len as usize, 0);
+        file.read_exact_at(&mut body, body_start)
+            .map_err(|e| corrupt(pos, e.to_string()))?;
+        if !fh.check(&h, &body) {
+            bad("frame checksum mismatch")?;
+            break;
+        }
+        if fh.first_index != next {
+            // A checksummed frame out of sequence is never a torn write.
+            return Err(corrupt(
+                frame_start,
+                format!(
+                    "frame starts at index {}, expected {next}",
+                    fh.first_index
+                ),
+            ));
+        }
+        let recs = fh
+            .records(&body)
+            .map_err(|r| corrupt(frame_start, r.to_owned()))?;
+        ix.begin_frame(fh.received_at);
+        for (i, (off, rlen)) in recs.into_iter().enumerate() {
+            let rec = &body[off..off + rlen as usize];
+            let r = decode_record(rec).map_err(|r| corrupt(frame_start, r))?;
+            let expect = fh.first_index + i as u64;
+            if r.trace.index != expect || r.trace.log != *name {
+                return Err(corrupt(
+                    frame_start,
+                    format!("record claims log `{}` index {}, expected `{name}` index {expect}", r.trace.log, r.trace.index),
+                ));
+            }
+            ix.add(
+                Loc {
+                    offset: body_start + off as u64,
+                    len: rlen,
+                },
+                &r.trace,
+            );
+        }
+        next += u64::from(fh.count);
+        pos = body_start + u64::from(fh.body_len);
+    }
+    Ok((ix, pos, next))
+}
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The single writer of a log: assigns indexes, writes frames, syncs once per
+/// group, then publishes and acknowledges.
+struct Writer {
+    name: ClassName,
+    dir: PathBuf,
+    vfs: Arc<dyn Vfs>,
+    opts: LogOptions,
+    segments: Arc<RwLock<Vec<Arc<Segment>>>>,
+    size: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+    active: Option<Arc<Segment>>,
+    write_pos: u64,
+    next_index: u64,
+    last_time: i64,
+    poisoned: Option<String>,
+    frame: FrameWriter,
+}
+
+/// Index keys of one record, computed before the sync so the publish step
+/// holds the index lock only briefly.
+struct Pending {
+    loc: Loc,
+    trace_keys: Keys,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut n = first.traces.len();
+            let mut group = vec![first];
+            while n < self.opts.max_group {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        n += r.traces.len();
+                        group.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(group);
+        }
+    }
+
+    fn now(&mut self) -> i64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0);
+        // Reception times never go backwards along a log, even if the
+        // clock does: the time index relies on it.
+        self.last_time = self.last_time.max(now);
+        self.last_time
+    }
+
+    fn commit(&mut self, group: Vec<Request>) {
+        if let Some(why) = &self.poisoned {
+            let err = AppendError::Unavailable(why.clone());
+            for r in group {
+                let _ = r.reply.send(Err(err.clone()));
+            }
+            return;
+        }
+        let mut group = group;
+        match self.write_group(&mut group) {
+            Ok(receipts) => {
+                for (r, rec) in group.into_iter().zip(receipts) {
+                    let _ = r.reply.send(Ok(rec));
+                }
+            }
+            Err(e) => {
+                let why = format!("storage error on log {}: {e}", self.name);
+                tracing::error!(log = %self.name, error = %e, "write failed; the log refuses appends until restart");
+                self.poisoned = Some(why.clone());
+                let err = AppendError::Unavailable(why);
+                for r in group {
+                    let _ = r.reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+
+    fn write_group(&mut self, group: &mut [Request]) -> std::io::Result<Vec<Vec<(usize, Receipt)>>> {
+        let now = self.now();
+        let period_start = now.div_euclid(self.opts.period_micros) * self.opts.period_micros;
+        let needs_roll = match &self.active {
+            None => true,
+            Some(seg) => {
+                seg.header.period_start != period_start
+                    || self.write_pos >= self.opts.max_segment_bytes
+            }
+        };
+        if needs_roll {
+            self.roll(period_start)?;
+        }
+        let Some(seg) = self.active.clone() else {
+            return Err(std::io::Error::other("no active segment"));
+        };
+
+        let total: usize = group.iter().map(|r| r.traces.len()).sum();
+        let mut random = vec![0u8; total * 26];
+        getrandom::fill(&mut random).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let received_at = format_received_at(now);
+        let millis = (now / 1000).max(0) as u64;
+
+        self.frame.clear();
+        self.frame.begin(self.next_index, now);
+        let mut pending: Vec<Pending> = Vec::with_capacity(total);
+        let mut receipts = Vec::with_capacity(group.len());
+        let mut index = self.next_index;
+        let mut r = 0usize;
+        for req in group.iter_mut() {
+            let mut rec = Vec::with_capacity(req.traces.len());
+            for (pos, trace) in std::mem::take(&mut req.traces) {
+                if self.frame.body_len() > MAX_FRAME_BODY - 64 * 1024 {
+                    self.frame.finish();
+                    self.frame.begin(index, now);
+                }
+                let mut salt: Salt = [0; 16];
+                salt.copy_from_slice(&random[r..r + 16]);
+                let mut rb = [0u8; 10];
+                rb.copy_from_slice(&random[r + 16..r + 26]);
+                r += 26;
+                let id = uuid::Builder::from_unix_timestamp_millis(millis, &rb).into_uuid();
+                let stored = StoredTrace::new(trace, index, id, received_at.clone());
+                let (off, len) = self.frame.record(&salt, |b| stored.write_canonical(b));
+                pending.push(Pending {
+                    loc: Loc {
+                        offset: self.write_pos + off as u64,
+                        len,
+                    },
+                    trace_keys: keys_of(&stored),
+                });
+                rec.push((
+                    pos,
+                    Receipt {
+                        log: self.name.clone(),
+                        index,
+                        id,
+                    },
+                ));
+                index += 1;
+            }
+            receipts.push(rec);
+        }
+        self.frame.finish();
+
+        seg.file.write_all_at(&self.frame.buf, self.write_pos)?;
+        seg.file.sync_data()?;
+
+        // Durable: publish to searches, then acknowledge.
+        {
+            let mut ix = seg.index_mut();
+            ix.begin_frame(now);
+            for p in pending {
+                ix.add_keys(p.loc, &p.trace_keys);
+            }
+        }
+        self.write_pos += self.frame.buf.len() as u64;
+        self.bytes
+            .fetch_add(self.frame.buf.len() as u64, Ordering::Relaxed);
+        self.next_index = index;
+        self.size.store(index, Ordering::Release);
+        Ok(receipts)
+    }
+
+    /// Starts a new segment at the next index (or rewrites the header of an
+    /// empty active segment).
+    fn roll(&mut self, period_start: i64) -> std::io::Result<()> {
+        let header = SegmentHeader {
+            first_index: self.next_index,
+            period_start,
+            class: self.name.as_str().to_owned(),
+        };
+        let path = self.dir.join(format!("{:020}.seg", self.next_index));
+        let reuse = self
+            .active
+            .as_ref()
+            .is_some_and(|s| s.header.first_index == self.next_index);
+        let file = self.vfs.open(&path, true)?;
+        file.set_len(0)?;
+        file.write_all_at(&header.encode(), 0)?;
+        file.sync_data()?;
+        self.vfs.sync_dir(&self.dir)?;
+        let seg = Arc::new(Segment {
+            header,
+            file,
+            index: RwLock::new(SegIndex::default()),
+        });
+        {
+            let mut segs = self.segments.write().unwrap_or_else(|p| p.into_inner());
+            if reuse {
+                segs.pop();
+            }
+            segs.push(seg.clone());
+        }
+        self.bytes.fetch_add(HEADER_LEN as u64, Ordering::Relaxed);
+        self.active = Some(seg);
+        self.write_pos = HEADER_LEN as u64;
+        Ok(())
+    }
+}

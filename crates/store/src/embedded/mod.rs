@@ -1,0 +1,242 @@
+//! The embedded store: one directory, one append-only log per class.
+//!
+//! Layout of the data directory:
+//! ```text
+//! <data>/LOCK                          exclusive lock (flock) while open
+//! <data>/logs/<class>/<first:020>.seg   segment files (see format.rs)
+//! ```
+//!
+//! Invariants:
+//! 1. A trace is acknowledged (its `append` resolves `Ok`) only after the
+//!    frame holding it has been written and `fdatasync`ed.
+//! 2. A trace becomes visible to searches only after the same point.
+//! 3. Indexes in a log are dense from 0; segment *k+1* starts where *k* ends.
+//! 4. After a failed write or sync, the log refuses appends (the page cache
+//!    can no longer be trusted) until reopened; reopening recovers.
+//! 5. Recovery truncates a torn tail of the newest segment only; damage
+//!    anywhere else is corruption and stops the open with its location.
+
+mod format;
+mod index;
+mod log;
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use registre_model::{ClassName, Trace};
+
+pub use self::log::LogHit;
+use self::log::{Log, LogOptions};
+use crate::vfs::{OsVfs, Vfs};
+use crate::{
+    AppendError, BoxFuture, Cursor, LogStats, OpenError, Page, Query, Receipt, SearchError,
+    Store,
+};
+
+/// How the embedded store is run.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// The classes (one log each).
+    pub classes: Vec<ClassName>,
+    /// Segments are rolled when the reception time enters a new period of
+    /// this many seconds (UTC-aligned; default one day), so a whole segment
+    /// expires at once.
+    pub segment_period_secs: u64,
+    /// Segments are also rolled past this size.
+    pub max_segment_bytes: u64,
+    /// Most traces one group commit takes.
+    pub max_group: usize,
+}
+
+impl EmbeddedOptions {
+    pub fn new(classes: Vec<ClassName>) -> EmbeddedOptions {
+        EmbeddedOptions {
+            classes,
+            segment_period_secs: 86_400,
+            max_segment_bytes: 1 << 30,
+            max_group: 100_000,
+        }
+    }
+}
+
+pub struct EmbeddedStore {
+    dir: PathBuf,
+    logs: BTreeMap<String, Arc<Log>>,
+    _lock: Option<File>,
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the data directory `dir` on the real file
+    /// system, taking its exclusive lock.
+    pub fn open(dir: &Path, opts: EmbeddedOptions) -> Result<EmbeddedStore, OpenError> {
+        let io = |source| OpenError::Io {
+            path: dir.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(OpenError::Locked(dir.to_owned())),
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let mut store = Self::open_with_vfs(dir, opts, Arc::new(OsVfs))?;
+        store._lock = Some(lock);
+        Ok(store)
+    }
+
+    /// Opens on any storage backend (no process lock): for fault injection.
+    pub fn open_with_vfs(
+        dir: &Path,
+        opts: EmbeddedOptions,
+        vfs: Arc<dyn Vfs>,
+    ) -> Result<EmbeddedStore, OpenError> {
+        let mut logs = BTreeMap::new();
+        for class in &opts.classes {
+            let log_dir = dir.join("logs").join(class.as_str());
+            let lopts = LogOptions {
+                period_micros: (opts.segment_period_secs.max(1) as i64).saturating_mul(1_000_000),
+                max_segment_bytes: opts.max_segment_bytes,
+                max_group: opts.max_group.max(1),
+            };
+            let log = Log::open(class.clone(), log_dir, vfs.clone(), lopts)?;
+            logs.insert(class.as_str().to_owned(), Arc::new(log));
+        }
+        Ok(EmbeddedStore {
+            dir: dir.to_owned(),
+            logs,
+            _lock: None,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Approximate bytes of index held in memory, all logs.
+    pub fn index_heap_bytes(&self) -> usize {
+        self.logs.values().map(|l| l.index_heap_bytes()).sum()
+    }
+
+    async fn append_inner(&self, traces: Vec<Trace>) -> Result<Vec<Receipt>, AppendError> {
+        let total = traces.len();
+        let mut per_log: BTreeMap<&str, Vec<(usize, Trace)>> = BTreeMap::new();
+        for (i, t) in traces.into_iter().enumerate() {
+            let Some((name, _)) = self.logs.get_key_value(t.class.as_str()) else {
+                return Err(AppendError::UnknownClass(t.class.as_str().to_owned()));
+            };
+            per_log.entry(name.as_str()).or_default().push((i, t));
+        }
+        let mut waits = Vec::with_capacity(per_log.len());
+        for (name, batch) in per_log {
+            // Present: looked up just above.
+            let Some(log) = self.logs.get(name) else {
+                continue;
+            };
+            waits.push(log.submit(batch).await?);
+        }
+        let mut out: Vec<Option<Receipt>> = vec![None; total];
+        for w in waits {
+            let got = w.await.map_err(|_| AppendError::ShuttingDown)??;
+            for (pos, r) in got {
+                out[pos] = Some(r);
+            }
+        }
+        out.into_iter()
+            .map(|r| r.ok_or(AppendError::ShuttingDown))
+            .collect()
+    }
+
+    fn search_inner(&self, q: Query) -> Result<Page, SearchError> {
+        let limit = q.limit.clamp(1, 10_000);
+        let logs: Vec<&Arc<Log>> = match &q.class {
+            Some(c) => vec![
+                self.logs
+                    .get(c.as_str())
+                    .ok_or_else(|| SearchError::UnknownClass(c.as_str().to_owned()))?,
+            ],
+            None => self.logs.values().collect(),
+        };
+        let mut hits: Vec<(usize, LogHit)> = Vec::new();
+        let mut state: Vec<(u64, bool)> = Vec::with_capacity(logs.len());
+        for (li, log) in logs.iter().enumerate() {
+            let bound = q
+                .cursor
+                .as_ref()
+                .and_then(|c| c.bound(log.name().as_str()))
+                .unwrap_or_else(|| log.size());
+            let (found, exhausted) = if bound == 0 {
+                (Vec::new(), true)
+            } else {
+                log.search(&q, limit, bound)?
+            };
+            state.push((bound, exhausted));
+            hits.extend(found.into_iter().map(|h| (li, h)));
+        }
+        hits.sort_by(|a, b| {
+            b.1.received_at
+                .cmp(&a.1.received_at)
+                .then_with(|| a.0.cmp(&b.0))
+                .then_with(|| b.1.record.trace.index.cmp(&a.1.record.trace.index))
+        });
+        let mut taken = vec![0usize; logs.len()];
+        let returned: Vec<usize> = logs
+            .iter()
+            .enumerate()
+            .map(|(li, _)| hits.iter().filter(|h| h.0 == li).count())
+            .collect();
+        let mut bounds: Vec<u64> = state.iter().map(|s| s.0).collect();
+        let mut traces = Vec::with_capacity(limit.min(hits.len()));
+        for (li, h) in hits.into_iter().take(limit) {
+            taken[li] += 1;
+            bounds[li] = h.record.trace.index;
+            traces.push(h.record);
+        }
+        let mut more = false;
+        for li in 0..logs.len() {
+            let (_, exhausted) = state[li];
+            if taken[li] == 0 && returned[li] == 0 && exhausted {
+                bounds[li] = 0;
+            }
+            if !exhausted || taken[li] < returned[li] {
+                more = more || bounds[li] > 0;
+            }
+        }
+        let next = more.then(|| Cursor {
+            bounds: logs
+                .iter()
+                .zip(&bounds)
+                .map(|(l, b)| (l.name().as_str().to_owned(), *b))
+                .collect(),
+        });
+        Ok(Page { traces, next })
+    }
+}
+
+impl Store for EmbeddedStore {
+    fn append(&self, traces: Vec<Trace>) -> BoxFuture<'_, Result<Vec<Receipt>, AppendError>> {
+        Box::pin(self.append_inner(traces))
+    }
+
+    fn search(&self, query: Query) -> BoxFuture<'_, Result<Page, SearchError>> {
+        // Reads hit the page cache and take microseconds; they run inline.
+        let r = self.search_inner(query);
+        Box::pin(async move { r })
+    }
+
+    fn classes(&self) -> Vec<ClassName> {
+        self.logs.values().map(|l| l.name().clone()).collect()
+    }
+
+    fn stats(&self) -> Vec<LogStats> {
+        self.logs.values().map(|l| l.stats()).collect()
+    }
+}

@@ -1,0 +1,53 @@
+//! Search queries and their pages.
+
+use registre_model::{Action, ClassName, Salt, StoredTrace};
+use serde::Serialize;
+
+use crate::Cursor;
+
+/// Filters are ANDed. `since`/`until` bound the reception time (`received_at`,
+/// microseconds since the Unix epoch, inclusive since, exclusive until).
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub actor: Option<String>,
+    pub mailbox: Option<String>,
+    pub patient: Option<String>,
+    pub action: Option<Action>,
+    pub class: Option<ClassName>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub limit: usize,
+    pub cursor: Option<Cursor>,
+}
+
+/// A stored trace and its salt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredRecord {
+    #[serde(flatten)]
+    pub trace: StoredTrace,
+    #[serde(serialize_with = "hex_salt")]
+    pub salt: Salt,
+}
+
+fn hex_salt<S: serde::Serializer>(salt: &Salt, s: S) -> Result<S::Ok, S::Error> {
+    let mut out = String::with_capacity(32);
+    for b in salt {
+        out.push(char::from(b"0123456789abcdef"[(b >> 4) as usize]));
+        out.push(char::from(b"0123456789abcdef"[(b & 15) as usize]));
+    }
+    s.serialize_str(&out)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub traces: Vec<StoredRecord>,
+    /// Present when more traces may match.
+    pub next: Option<Cursor>,
+}
+
+impl Query {
+    /// Normalises a mailbox the way the index does (ASCII lowercase).
+    pub fn normalise_mailbox(m: &str) -> String {
+        m.to_ascii_lowercase()
+    }
+}
