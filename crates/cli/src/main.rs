@@ -1,1 +1,104 @@
-fn main() {}
+//! `registre`: the one binary. Commands parse their arguments here and report
+//! errors with context; the work is in the library crates.
+
+mod client;
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+const ABOUT: &str = "registre — a traceability journal for health software (Ségur numérique).
+
+Keeps MSSanté functional traces (SC.MSS/CONF.18), technical traces and
+applicative traces, durably and without ever storing message content.";
+
+const AFTER: &str = "\
+Getting started:
+  registre serve                       # embedded journal in ./registre-data, API on 127.0.0.1:7380
+  registre append traces.jsonl         # send JSON Lines traces to the server
+  registre search --actor 810001234567 # who did what, newest first
+
+Each command has its own --help with examples.";
+
+#[derive(Parser)]
+#[command(name = "registre", version, about = ABOUT, long_about = ABOUT, after_help = AFTER)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Serve(serve::ServeArgs),
+    Append(client::AppendArgs),
+    Search(client::SearchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("REGISTRE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Serve(a) => serve::run(a).await.map(|()| ExitCode::SUCCESS),
+            Command::Append(a) => client::append(a).await,
+            Command::Search(a) => client::search(a).await.map(|()| ExitCode::SUCCESS),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// An error at the binary edge: a message with its context chain.
+#[derive(Debug)]
+pub struct CliError(String);
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl CliError {
+    pub fn new(msg: impl Into<String>) -> CliError {
+        CliError(msg.into())
+    }
+
+    /// `context: error` with the source chain of `e`.
+    pub fn with(context: impl std::fmt::Display, e: &dyn std::error::Error) -> CliError {
+        let mut s = format!("{context}: {e}");
+        let mut src = e.source();
+        while let Some(x) = src {
+            s.push_str(&format!(": {x}"));
+            src = x.source();
+        }
+        CliError(s)
+    }
+}
+
+/// The default data directory and token file, shared by commands.
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from("registre-data")
+}

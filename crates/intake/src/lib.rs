@@ -1,1 +1,13 @@
-//! placeholder
+//! The ways traces come into registre and go out to readers. Each surface
+//! turns bytes into typed traces (via `registre_model`) and hands batches to
+//! a [`registre_store::Store`].
+//!
+//! - [`http`]: the JSON API (`/v1/traces`, `/healthz`, `/metrics`,
+//!   `/openapi.json`).
+
+pub mod events;
+pub mod http;
+pub mod metrics;
+
+pub use http::{AppState, router, serve};
+pub use metrics::Metrics;

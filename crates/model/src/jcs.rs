@@ -10,7 +10,8 @@
 //!   character, including `/`, DEL and non-ASCII, written as literal UTF-8;
 //! - §3.2.2.3: numbers serialized as IEEE 754 doubles exactly like ECMAScript
 //!   `Number.prototype.toString` (shortest round-trip digits, `-0` as `0`,
-//!   exponent form outside `1e-7 < |x| < 1e21`); NaN and Infinity are errors;
+//!   exponent form when `|x| < 1e-6` or `|x| >= 1e21`); NaN and Infinity are
+//!   errors;
 //! - §3.2.3: object members sorted by the UTF-16 code units of their names.
 //!
 //! Integers held by `serde_json` as `u64`/`i64` go through `f64` as RFC 8785
@@ -216,9 +217,10 @@ fn scientific_digits(scientific: &str) -> (String, i32) {
 }
 
 /// Replaces odd `digits` by the even candidate when `n` lies exactly halfway
-/// between two shortest round-trip candidates (ECMA-262 Number::toString
-/// step 5: "if there are two such possible values of s, choose the one that
-/// is even").
+/// between two shortest round-trip candidates. This is the refinement of
+/// ECMA-262 Number::toString recommended in its note ("if there are two such
+/// possible values of s, choose the one that is even"), which browsers
+/// implement and RFC 8785 Appendix B checks with `1424953923781206.2`.
 fn prefer_even_on_tie(n: f64, digits: &mut String, point: i32) {
     let k = digits.len();
     let last_is_odd = digits
@@ -316,7 +318,8 @@ fn increment_decimal(digits: &str) -> Option<String> {
 }
 
 /// Lays out `digits` (ECMA-262 `s`, `k` digits long) with the decimal point
-/// at position `point` (ECMA-262 `n`), following Number::toString steps 6-10.
+/// at position `point` (ECMA-262 `n`), following the layout steps of
+/// ECMA-262 Number::toString.
 fn layout_digits(digits: &str, point: i32, out: &mut String) {
     let k = digits.len();
     match usize::try_from(point) {
@@ -525,11 +528,12 @@ mod tests {
     fn exact_ties_choose_the_even_digit() {
         // Each value lies exactly halfway between two 17-digit candidates
         // that both round-trip; ECMA-262 picks the even one.
+        let two_pow_50 = 2_f64.powi(50);
         let cases: &[(f64, &str)] = &[
-            (1_424_953_923_781_206.25, "1424953923781206.2"),
-            (1_125_899_906_842_624.25, "1125899906842624.2"),
-            (1_125_899_906_842_624.75, "1125899906842624.8"),
-            (-1_125_899_906_842_624.75, "-1125899906842624.8"),
+            (f64::from_bits(0x4314_3ff3_c1cb_0959), "1424953923781206.2"),
+            (two_pow_50 + 0.25, "1125899906842624.2"),
+            (two_pow_50 + 0.75, "1125899906842624.8"),
+            (-(two_pow_50 + 0.75), "-1125899906842624.8"),
         ];
         for &(n, expected) in cases {
             assert_eq!(format_number(n).as_deref(), Ok(expected));

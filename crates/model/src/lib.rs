@@ -11,6 +11,7 @@ mod error;
 mod guard;
 pub mod jcs;
 mod parse;
+mod retention;
 mod time;
 mod trace;
 
@@ -18,6 +19,7 @@ pub use action::{ACTIONS, Action};
 pub use class::{ClassName, ClassNameError};
 pub use error::{TraceError, TraceErrorKind};
 pub use guard::{content_field_reason, request_literal};
-pub use parse::{Limits, parse_trace, parse_trace_value};
+pub use parse::{Limits, json_error_position, parse_trace, parse_trace_value};
+pub use retention::{Retention, RetentionError, RetentionUnit};
 pub use time::{format_received_at, parse_occurred_at};
 pub use trace::{Actor, Outcome, Patient, Response, Salt, Source, StoredTrace, Target, Trace};

@@ -69,7 +69,7 @@ pub fn parse_trace_value(value: &Value, limits: &Limits) -> Result<Trace, TraceE
 }
 
 /// A position message from serde_json that never quotes the input.
-pub(crate) fn json_error_position(e: &serde_json::Error) -> String {
+pub fn json_error_position(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     let what = match e.classify() {
         Category::Eof => "unexpected end of input",
@@ -290,13 +290,11 @@ impl TraceParser<'_> {
             _ => self.req_str(obj, "status", "response", 32)?.to_owned(),
         };
         let text = self.opt_str(obj, "text", "response", self.limits.max_response_text)?;
-        if let Some(t) = text {
-            if t.contains(['\r', '\n']) {
-                return Err(TraceError::new(
-                    "response.text",
-                    K::Invalid("must be the one status line of the answer"),
-                ));
-            }
+        if text.is_some_and(|t| t.contains(['\r', '\n'])) {
+            return Err(TraceError::new(
+                "response.text",
+                K::Invalid("must be the one status line of the answer"),
+            ));
         }
         Ok(Response {
             status,
@@ -309,13 +307,11 @@ impl TraceParser<'_> {
         only_known(obj, &["host", "ip", "session", "software"], "source")?;
         let short = self.limits.max_short;
         let ip = self.opt_str(obj, "ip", "source", 64)?;
-        if let Some(ip) = ip {
-            if ip.parse::<std::net::IpAddr>().is_err() {
-                return Err(TraceError::new(
-                    "source.ip",
-                    K::Invalid("must be an IPv4 or IPv6 address"),
-                ));
-            }
+        if ip.is_some_and(|ip| ip.parse::<std::net::IpAddr>().is_err()) {
+            return Err(TraceError::new(
+                "source.ip",
+                K::Invalid("must be an IPv4 or IPv6 address"),
+            ));
         }
         Ok(Source {
             host: self

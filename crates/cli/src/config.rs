@@ -1,0 +1,276 @@
+//! `registre.toml`: the configuration file. Every field has a default, so a
+//! missing file means the defaults; an unknown key is an error (a typo must
+//! not silently change a retention).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use registre_model::{ClassName, Retention};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    /// Classes by name; the built-in three are added when absent.
+    pub classes: BTreeMap<String, ClassConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data: PathBuf,
+    /// Serve plain HTTP on a non-loopback address (TLS arrives with the
+    /// access issue; until then, put a TLS proxy in front).
+    pub allow_plain_http: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub kind: String,
+    /// Segments roll when reception time enters a new period: `1 day`,
+    /// `1 hour`, `7 days`…
+    pub segment_period: String,
+    pub max_segment_mib: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassConfig {
+    pub retention: Retention,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            server: ServerConfig::default(),
+            store: StoreConfig::default(),
+            classes: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7380)),
+            data: PathBuf::from("registre-data"),
+            allow_plain_http: false,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig {
+            kind: "embedded".into(),
+            segment_period: "1 day".into(),
+            max_segment_mib: 1024,
+        }
+    }
+}
+
+/// A class with its policy, as the server runs it.
+#[derive(Debug, Clone)]
+pub struct ClassPolicy {
+    pub name: ClassName,
+    pub retention: Retention,
+    pub description: String,
+    /// Set when the retention is outside the recommended range.
+    pub warning: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Loads `path`, or the defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        cfg.check(path)?;
+        Ok(cfg)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        if self.store.kind != "embedded" {
+            return Err(invalid(format!(
+                "[store] kind = \"{}\" is not supported by this version; use \"embedded\"",
+                self.store.kind
+            )));
+        }
+        self.segment_period_secs()
+            .map_err(|m| invalid(format!("[store] segment_period: {m}")))?;
+        for name in self.classes.keys() {
+            ClassName::new(name).map_err(|e| invalid(format!("[classes.{name}]: {e}")))?;
+        }
+        Ok(())
+    }
+
+    pub fn segment_period_secs(&self) -> Result<u64, String> {
+        parse_period(&self.store.segment_period)
+    }
+
+    /// The classes with their policies: the configured ones plus the three
+    /// built-in classes with their default retentions.
+    pub fn class_policies(&self) -> Vec<ClassPolicy> {
+        let builtin = [
+            (
+                ClassName::MSS,
+                Retention::months(6),
+                "MSSanté functional traces (SC.MSS/CONF.18)",
+            ),
+            (
+                ClassName::TECHNIQUE,
+                Retention::years(1),
+                "technical traces: errors, system events, registre's own operations",
+            ),
+            (
+                ClassName::APPLICATIVE,
+                Retention::years(20),
+                "applicative traces: access to patient records, business actions",
+            ),
+        ];
+        let mut out = Vec::new();
+        for (name, retention, description) in builtin {
+            let c = self.classes.get(name);
+            out.push(policy(
+                name,
+                c.map_or(retention, |c| c.retention),
+                c.and_then(|c| c.description.clone())
+                    .unwrap_or_else(|| description.to_owned()),
+            ));
+        }
+        for (name, c) in &self.classes {
+            if out.iter().any(|p| p.name.as_str() == name) {
+                continue;
+            }
+            out.push(policy(
+                name,
+                c.retention,
+                c.description.clone().unwrap_or_default(),
+            ));
+        }
+        out
+    }
+}
+
+fn policy(name: &str, retention: Retention, description: String) -> ClassPolicy {
+    let days = retention.approx_days();
+    let warning = match name {
+        ClassName::MSS if !(150.0..=200.0).contains(&days) => Some(
+            "the MSSanté référentiel #2 §5 recommends 6 months for functional traces".to_owned(),
+        ),
+        ClassName::TECHNIQUE if !(180.0..=366.0).contains(&days) => Some(
+            "CNIL délibération 2021-122 recommends 6 months to 1 year for technical traces"
+                .to_owned(),
+        ),
+        ClassName::APPLICATIVE if days < 7300.0 => Some(
+            "medical records are kept 20 years (CSP R.1112-7); applicative traces should be too"
+                .to_owned(),
+        ),
+        _ => None,
+    };
+    ClassPolicy {
+        // Checked in `Config::check` (custom) or a constant (built-in).
+        name: ClassName::new(name).unwrap_or_else(|_| unreachable!("class names are checked at load")),
+        retention,
+        description,
+        warning,
+    }
+}
+
+/// `1 day`, `6 hours`, `30 minutes`, `10 seconds` → seconds.
+pub fn parse_period(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| "expected a number and a unit, e.g. `1 day`".to_owned())?;
+    let n: u64 = s[..split]
+        .parse()
+        .map_err(|_| "expected a number and a unit, e.g. `1 day`".to_owned())?;
+    let unit = match s[split..].trim() {
+        "s" | "sec" | "second" | "seconds" => 1,
+        "min" | "minute" | "minutes" => 60,
+        "h" | "hour" | "hours" => 3600,
+        "d" | "day" | "days" => 86_400,
+        "w" | "week" | "weeks" => 604_800,
+        other => return Err(format!("unknown unit `{other}` (seconds, minutes, hours, days, weeks)")),
+    };
+    if n == 0 {
+        return Err("must be positive".into());
+    }
+    Ok(n * unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../registre.toml");
+        let cfg = Config::load(Some(&path)).expect("the shipped example loads");
+        let p = cfg.class_policies();
+        assert_eq!(p[0].name.as_str(), "mss");
+        assert_eq!(p[0].retention, Retention::months(6));
+        assert_eq!(p[2].retention, Retention::years(20));
+        assert!(p.iter().all(|c| c.warning.is_none()));
+    }
+
+    #[test]
+    fn typos_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.toml");
+        std::fs::write(&path, "[classes.mss]\nretension = \"6 months\"\n").expect("write");
+        let e = Config::load(Some(&path)).expect_err("typo");
+        assert!(e.to_string().contains("retension"), "{e}");
+    }
+
+    #[test]
+    fn warnings() {
+        let mut cfg = Config::default();
+        cfg.classes.insert(
+            "mss".into(),
+            ClassConfig {
+                retention: Retention::years(5),
+                description: None,
+            },
+        );
+        assert!(cfg.class_policies()[0].warning.is_some());
+    }
+
+    #[test]
+    fn periods() {
+        assert_eq!(parse_period("1 day"), Ok(86_400));
+        assert_eq!(parse_period("10 seconds"), Ok(10));
+        assert!(parse_period("1 fortnight").is_err());
+    }
+}

@@ -1,0 +1,149 @@
+//! The HTTP JSON API.
+//!
+//! | route | what | auth |
+//! |---|---|---|
+//! | `POST /v1/traces` | one trace or an array; `201` after durability | bearer |
+//! | `GET /v1/traces` | search, newest first, cursor paging | bearer |
+//! | `GET /healthz` | liveness and readiness | none |
+//! | `GET /metrics` | Prometheus text | none |
+//! | `GET /openapi.json` | OpenAPI 3.1 of this API | none |
+
+mod problem;
+mod search;
+mod traces;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use registre_model::{ClassName, Limits};
+use registre_store::Store;
+use tokio::net::TcpListener;
+
+pub use problem::{Problem, TraceProblem};
+
+/// The OpenAPI 3.1 document of this API.
+pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
+
+/// Largest request body (`POST /v1/traces`).
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Most traces in one request.
+pub const MAX_BATCH: usize = 10_000;
+
+/// What every handler shares.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub classes: Vec<ClassName>,
+    pub limits: Limits,
+    /// The bearer token every `/v1` route requires.
+    pub token: String,
+    pub metrics: Arc<crate::Metrics>,
+}
+
+/// The whole HTTP API.
+pub fn router(state: Arc<AppState>) -> Router {
+    let v1 = Router::new()
+        .route(
+            "/v1/traces",
+            get(search::search_traces).post(traces::post_traces),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .merge(v1)
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(|| async { Problem::not_found() })
+        .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn require_token(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        None => Problem::unauthorized(
+            "this route needs `Authorization: Bearer <token>`; the token is in <data>/admin-token",
+        )
+        .into_response(),
+        Some(t) if !constant_time_eq(t.as_bytes(), st.token.as_bytes()) => {
+            Problem::unauthorized("the bearer token is not valid").into_response()
+        }
+        Some(_) => next.run(req).await,
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Counts and times every request by route template (never by raw path).
+async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route: &'static str = match req.extensions().get::<MatchedPath>().map(|m| m.as_str()) {
+        Some("/v1/traces") => "/v1/traces",
+        Some("/healthz") => "/healthz",
+        Some("/metrics") => "/metrics",
+        Some("/openapi.json") => "/openapi.json",
+        _ => "other",
+    };
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    st.metrics
+        .request(route, resp.status().as_u16(), start.elapsed().as_secs_f64());
+    resp
+}
+
+async fn healthz(State(st): State<Arc<AppState>>) -> Response {
+    let logs: Vec<_> = st
+        .store
+        .stats()
+        .into_iter()
+        .map(|s| serde_json::json!({"log": s.log, "size": s.size}))
+        .collect();
+    axum::Json(serde_json::json!({"status": "ok", "logs": logs})).into_response()
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    let body = st.metrics.render(&st.store.stats());
+    let mut r = body.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+async fn openapi() -> Response {
+    let mut r = OPENAPI_JSON.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}

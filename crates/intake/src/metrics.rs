@@ -1,0 +1,144 @@
+//! Internal metrics, rendered in the Prometheus text format (version 0.0.4).
+//! Hand-written: a few counters and one histogram do not need a framework.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use registre_store::LogStats;
+
+/// Upper bounds (seconds) of the request latency histogram.
+const BUCKETS: [f64; 12] = [
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    accepted: Mutex<BTreeMap<String, u64>>,
+    rejected: Mutex<BTreeMap<&'static str, u64>>,
+    append_failures: AtomicU64,
+    latency: Histogram,
+}
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Metrics {
+    pub fn request(&self, route: &'static str, status: u16, seconds: f64) {
+        *lock(&self.requests).entry((route, status)).or_default() += 1;
+        let h = &self.latency;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if seconds <= *b {
+                h.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        h.count.fetch_add(1, Ordering::Relaxed);
+        h.sum_micros
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    pub fn accepted(&self, log: &str, n: u64) {
+        let mut m = lock(&self.accepted);
+        match m.get_mut(log) {
+            Some(v) => *v += n,
+            None => {
+                m.insert(log.to_owned(), n);
+            }
+        }
+    }
+
+    pub fn rejected(&self, code: &'static str, n: u64) {
+        *lock(&self.rejected).entry(code).or_default() += n;
+    }
+
+    pub fn append_failed(&self) {
+        self.append_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The exposition text, with the store's per-log gauges.
+    pub fn render(&self, logs: &[LogStats]) -> String {
+        let mut o = String::with_capacity(4096);
+        let _ = writeln!(
+            o,
+            "# HELP registre_http_requests_total HTTP requests by route and status."
+        );
+        let _ = writeln!(o, "# TYPE registre_http_requests_total counter");
+        for ((route, status), n) in lock(&self.requests).iter() {
+            let _ = writeln!(
+                o,
+                "registre_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP registre_http_request_duration_seconds HTTP request latency."
+        );
+        let _ = writeln!(o, "# TYPE registre_http_request_duration_seconds histogram");
+        let h = &self.latency;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "registre_http_request_duration_seconds_bucket{{le=\"{b}\"}} {}",
+                h.buckets[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = h.count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            o,
+            "registre_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            o,
+            "registre_http_request_duration_seconds_sum {}",
+            h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(o, "registre_http_request_duration_seconds_count {count}");
+        let _ = writeln!(
+            o,
+            "# HELP registre_traces_accepted_total Traces made durable and acknowledged, by log."
+        );
+        let _ = writeln!(o, "# TYPE registre_traces_accepted_total counter");
+        for (log, n) in lock(&self.accepted).iter() {
+            let _ = writeln!(o, "registre_traces_accepted_total{{log=\"{log}\"}} {n}");
+        }
+        let _ = writeln!(
+            o,
+            "# HELP registre_traces_rejected_total Traces refused at intake, by rule."
+        );
+        let _ = writeln!(o, "# TYPE registre_traces_rejected_total counter");
+        for (code, n) in lock(&self.rejected).iter() {
+            let _ = writeln!(o, "registre_traces_rejected_total{{reason=\"{code}\"}} {n}");
+        }
+        let _ = writeln!(
+            o,
+            "# HELP registre_append_failures_total Batches the store could not make durable (answered 503)."
+        );
+        let _ = writeln!(o, "# TYPE registre_append_failures_total counter");
+        let _ = writeln!(
+            o,
+            "registre_append_failures_total {}",
+            self.append_failures.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(o, "# HELP registre_log_size Traces in each log.");
+        let _ = writeln!(o, "# TYPE registre_log_size gauge");
+        for l in logs {
+            let _ = writeln!(o, "registre_log_size{{log=\"{}\"}} {}", l.log, l.size);
+        }
+        let _ = writeln!(o, "# HELP registre_log_bytes Bytes of segment files per log.");
+        let _ = writeln!(o, "# TYPE registre_log_bytes gauge");
+        for l in logs {
+            let _ = writeln!(o, "registre_log_bytes{{log=\"{}\"}} {}", l.log, l.bytes);
+        }
+        o
+    }
+}
