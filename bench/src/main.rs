@@ -1,1 +1,371 @@
-fn main() {}
+//! registre's benchmark: registre and its peers side by side, in one run, on
+//! the same generated traces, all durable (fsync before acknowledging).
+//!
+//! ```text
+//! cargo run --release -p registre-bench -- [--traces N] [--http-traces N] [--quick]
+//! ```
+//!
+//! PostgreSQL runs when REGISTRE_TEST_DATABASE_URL is set.
+
+mod peers;
+mod workload;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use registre_model::{ClassName, Limits, Trace, parse_trace};
+use registre_store::{EmbeddedOptions, EmbeddedStore, Query, Store};
+
+pub struct Opts {
+    traces: usize,
+    http_traces: usize,
+    single_requests: usize,
+    searches: usize,
+}
+
+fn parse_args() -> Opts {
+    let mut o = Opts {
+        traces: 1_000_000,
+        http_traces: 300_000,
+        single_requests: 20_000,
+        searches: 2_000,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let val = |i: usize| -> usize {
+            args.get(i + 1)
+                .and_then(|v| v.replace('_', "").parse().ok())
+                .unwrap_or_else(|| {
+                    eprintln!("{} needs a number", args[i]);
+                    std::process::exit(2)
+                })
+        };
+        match args[i].as_str() {
+            "--traces" => {
+                o.traces = val(i);
+                i += 1;
+            }
+            "--http-traces" => {
+                o.http_traces = val(i);
+                i += 1;
+            }
+            "--quick" => {
+                o.traces = 100_000;
+                o.http_traces = 50_000;
+                o.single_requests = 5_000;
+                o.searches = 500;
+            }
+            "--help" | "-h" => {
+                println!(
+                    "registre-bench [--traces N (1000000)] [--http-traces N (300000)] [--quick]\n\
+                     Runs registre (library and HTTP), SQLite and PostgreSQL (when\n\
+                     REGISTRE_TEST_DATABASE_URL is set) on the same traces and prints a table."
+                );
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("unknown argument {other}; see --help");
+                std::process::exit(2);
+            }
+        }
+        i += 1;
+    }
+    o
+}
+
+/// One measured figure.
+pub struct Row {
+    pub what: String,
+    pub registre: Option<f64>,
+    pub sqlite: Option<f64>,
+    pub postgres: Option<f64>,
+    pub unit: &'static str,
+    /// Higher is better (throughput) or lower is better (latency, bytes).
+    pub higher_better: bool,
+}
+
+fn main() {
+    let o = parse_args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run(o));
+}
+
+fn classes() -> Vec<ClassName> {
+    ["mss", "technique", "applicative"]
+        .iter()
+        .map(|c| ClassName::new(c).expect("class"))
+        .collect()
+}
+
+async fn run(o: Opts) {
+    eprintln!("generating {} traces…", o.traces);
+    let mut g = workload::Gen::new(42);
+    let json: Vec<String> = (0..o.traces).map(|_| g.trace()).collect();
+    let avg = json.iter().map(String::len).sum::<usize>() as f64 / json.len() as f64;
+    let traces: Vec<Trace> = json
+        .iter()
+        .map(|j| parse_trace(j.as_bytes(), &Limits::default()).expect("generated trace is valid"))
+        .collect();
+    let mut probe = workload::Gen::new(7);
+    let probe_actors: Vec<String> = (0..o.searches).map(|_| probe.actor()).collect();
+    let mut rows: Vec<Row> = Vec::new();
+    let machine = machine();
+    eprintln!("machine: {machine}; average trace JSON {avg:.0} B");
+
+    // 1. registre, library level.
+    let dir = tempfile::tempdir_in(".").expect("tempdir");
+    let store = Arc::new(
+        EmbeddedStore::open(dir.path(), EmbeddedOptions::new(classes())).expect("open store"),
+    );
+    eprintln!(
+        "registre library: appending {} traces in batches of 1000 (4 tasks)…",
+        o.traces
+    );
+    let lib_rate = append_library(&store, &traces, 4).await;
+    let bytes: u64 = store.stats().iter().map(|s| s.bytes).sum();
+    let disk_per_trace = bytes as f64 / o.traces as f64;
+    let heap_per_trace = store.index_heap_bytes() as f64 / o.traces as f64;
+    let (lib_p50, lib_p99) = search_latency(&store, &probe_actors).await;
+
+    // 2. registre over HTTP, batches of 1000, 2 client tasks.
+    let http = peers::http::run(
+        &json[..o.http_traces.min(json.len())],
+        o.single_requests,
+        &probe_actors,
+    )
+    .await;
+
+    // 3. SQLite and 4. PostgreSQL, same traces, same indexes.
+    eprintln!("SQLite: inserting {} traces…", o.traces);
+    let sqlite = peers::sqlite::run(&traces, &json, &probe_actors);
+    let pg = match std::env::var("REGISTRE_TEST_DATABASE_URL") {
+        Ok(url) => {
+            eprintln!("PostgreSQL: COPY of {} traces…", o.traces);
+            match peers::postgres::run(&url, &traces, &json, &probe_actors).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    eprintln!("PostgreSQL skipped: {e}");
+                    None
+                }
+            }
+        }
+        Err(_) => {
+            eprintln!("PostgreSQL skipped: REGISTRE_TEST_DATABASE_URL is not set");
+            None
+        }
+    };
+
+    rows.push(Row {
+        what: "durable append, library, batches of 1000 (traces/s)".into(),
+        registre: Some(lib_rate),
+        sqlite: Some(sqlite.rate),
+        postgres: pg.as_ref().map(|p| p.rate),
+        unit: "/s",
+        higher_better: true,
+    });
+    rows.push(Row {
+        what: "durable append, HTTP, batches of 1000, 2 clients (traces/s)".into(),
+        registre: Some(http.batch_rate),
+        sqlite: Some(sqlite.rate),
+        postgres: pg.as_ref().map(|p| p.rate),
+        unit: "/s",
+        higher_better: true,
+    });
+    rows.push(Row {
+        what: "one trace per request, 64 clients: p50 (ms)".into(),
+        registre: Some(http.single_p50_ms),
+        sqlite: None,
+        postgres: None,
+        unit: "ms",
+        higher_better: false,
+    });
+    rows.push(Row {
+        what: "one trace per request, 64 clients: p99 (ms)".into(),
+        registre: Some(http.single_p99_ms),
+        sqlite: None,
+        postgres: None,
+        unit: "ms",
+        higher_better: false,
+    });
+    rows.push(Row {
+        what: "one trace per request, 64 clients (traces/s)".into(),
+        registre: Some(http.single_rate),
+        sqlite: None,
+        postgres: None,
+        unit: "/s",
+        higher_better: true,
+    });
+    rows.push(Row {
+        what: format!(
+            "search by actor, first page, in process, at {} traces: p50 (ms)",
+            o.traces
+        ),
+        registre: Some(lib_p50),
+        sqlite: Some(sqlite.search_p50_ms),
+        postgres: pg.as_ref().map(|p| p.search_p50_ms),
+        unit: "ms",
+        higher_better: false,
+    });
+    rows.push(Row {
+        what: "search by actor, first page: p99 (ms)".into(),
+        registre: Some(lib_p99),
+        sqlite: Some(sqlite.search_p99_ms),
+        postgres: pg.as_ref().map(|p| p.search_p99_ms),
+        unit: "ms",
+        higher_better: false,
+    });
+    rows.push(Row {
+        what: format!(
+            "search by actor over HTTP at {} traces: p50 (ms)",
+            o.http_traces
+        ),
+        registre: Some(http.search_p50_ms),
+        sqlite: None,
+        postgres: None,
+        unit: "ms",
+        higher_better: false,
+    });
+    rows.push(Row {
+        what: "search by actor over HTTP: p99 (ms)".into(),
+        registre: Some(http.search_p99_ms),
+        sqlite: None,
+        postgres: None,
+        unit: "ms",
+        higher_better: false,
+    });
+    rows.push(Row {
+        what: "bytes per trace on disk (all files)".into(),
+        registre: Some(disk_per_trace),
+        sqlite: Some(sqlite.bytes_per_trace),
+        postgres: pg.as_ref().map(|p| p.bytes_per_trace),
+        unit: "B",
+        higher_better: false,
+    });
+    rows.push(Row {
+        what: "registre: index bytes per trace in memory (rebuilt at open)".into(),
+        registre: Some(heap_per_trace),
+        sqlite: None,
+        postgres: None,
+        unit: "B",
+        higher_better: false,
+    });
+    print_table(&rows, &machine, &o, avg);
+}
+
+async fn append_library(store: &Arc<EmbeddedStore>, traces: &[Trace], tasks: usize) -> f64 {
+    let batches: Vec<Vec<Trace>> = traces.chunks(1000).map(<[Trace]>::to_vec).collect();
+    let per_task = batches.len().div_ceil(tasks);
+    let mut groups: Vec<Vec<Vec<Trace>>> = Vec::new();
+    let mut it = batches.into_iter();
+    for _ in 0..tasks {
+        groups.push(it.by_ref().take(per_task).collect());
+    }
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for g in groups {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            for b in g {
+                store.append(b).await.expect("append");
+            }
+        }));
+    }
+    for h in handles {
+        h.await.expect("task");
+    }
+    traces.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn search_latency(store: &Arc<EmbeddedStore>, actors: &[String]) -> (f64, f64) {
+    let mut lat = Vec::with_capacity(actors.len());
+    for a in actors {
+        let t = Instant::now();
+        let page = store
+            .search(Query {
+                actor: Some(a.clone()),
+                limit: 50,
+                ..Query::default()
+            })
+            .await
+            .expect("search");
+        lat.push(t.elapsed());
+        std::hint::black_box(page);
+    }
+    percentiles(&mut lat)
+}
+
+pub fn percentiles(lat: &mut [Duration]) -> (f64, f64) {
+    lat.sort_unstable();
+    let at = |q: f64| {
+        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    (at(0.50), at(0.99))
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {cpu}")
+}
+
+fn fmt(v: f64, unit: &str) -> String {
+    match unit {
+        "/s" => format!("{:.0}", v),
+        "ms" => format!("{v:.3}"),
+        _ => format!("{v:.0}"),
+    }
+}
+
+fn print_table(rows: &[Row], machine: &str, o: &Opts, avg: f64) {
+    println!();
+    println!(
+        "registre bench — {machine}; {} traces (avg {avg:.0} B JSON), HTTP {} traces; all durable (fsync)",
+        o.traces, o.http_traces
+    );
+    println!(
+        "| {:<70} | {:>12} | {:>12} | {:>12} | {:>10} | {:>10} |",
+        "figure", "registre", "SQLite", "PostgreSQL", "reg/SQLite", "reg/PG"
+    );
+    println!(
+        "|{}|{}|{}|{}|{}|{}|",
+        "-".repeat(72),
+        "-".repeat(14),
+        "-".repeat(14),
+        "-".repeat(14),
+        "-".repeat(12),
+        "-".repeat(12)
+    );
+    for r in rows {
+        let cell = |v: Option<f64>| v.map_or("—".into(), |v| fmt(v, r.unit));
+        let ratio = |peer: Option<f64>| match (r.registre, peer) {
+            (Some(a), Some(b)) if b > 0.0 && a > 0.0 => {
+                let x = if r.higher_better { a / b } else { b / a };
+                format!("{x:.2}×")
+            }
+            _ => "—".into(),
+        };
+        println!(
+            "| {:<70} | {:>12} | {:>12} | {:>12} | {:>10} | {:>10} |",
+            r.what,
+            cell(r.registre),
+            cell(r.sqlite),
+            cell(r.postgres),
+            ratio(r.sqlite),
+            ratio(r.postgres)
+        );
+    }
+    println!("(ratios: how many times better registre is; > 1 means registre wins)");
+}

@@ -25,10 +25,10 @@ pub struct ServerArgs {
 
 impl ServerArgs {
     fn token(&self) -> Result<String, CliError> {
-        if let Ok(t) = std::env::var("REGISTRE_TOKEN") {
-            if !t.trim().is_empty() {
-                return Ok(t.trim().to_owned());
-            }
+        if let Ok(t) = std::env::var("REGISTRE_TOKEN")
+            && !t.trim().is_empty()
+        {
+            return Ok(t.trim().to_owned());
         }
         let path = self
             .token_file
@@ -171,7 +171,8 @@ async fn send_batch(
 ) -> Result<u64, CliError> {
     let mut attempts_503 = 0u32;
     while !batch.is_empty() {
-        let mut body = String::with_capacity(batch.iter().map(|(_, l)| l.len() + 1).sum::<usize>() + 2);
+        let mut body =
+            String::with_capacity(batch.iter().map(|(_, l)| l.len() + 1).sum::<usize>() + 2);
         body.push('[');
         for (i, (_, l)) in batch.iter().enumerate() {
             if i > 0 {
@@ -229,7 +230,8 @@ async fn send_batch(
             }
             503 if attempts_503 < 30 => {
                 attempts_503 += 1;
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempts_503.min(10)))).await;
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempts_503.min(10))))
+                    .await;
             }
             401 => {
                 return Err(CliError::new(
@@ -323,7 +325,7 @@ pub async fn search(args: SearchArgs) -> Result<(), CliError> {
     let mut out = std::io::BufWriter::new(out.lock());
     let write_err = |e: std::io::Error| CliError::with("cannot write the output", &e);
     if let Format::Csv = args.format {
-        writeln!(out, "{}", CSV_COLUMNS.join(",")).map_err(write_err)?;
+        write!(out, "{}\r\n", CSV_COLUMNS.join(",")).map_err(write_err)?;
     }
     let mut printed = 0usize;
     let mut cursor: Option<String> = None;
@@ -358,7 +360,7 @@ pub async fn search(args: SearchArgs) -> Result<(), CliError> {
         for t in &traces {
             match args.format {
                 Format::Jsonl => writeln!(out, "{t}").map_err(write_err)?,
-                Format::Csv => writeln!(out, "{}", csv_row(t)).map_err(write_err)?,
+                Format::Csv => write!(out, "{}\r\n", csv_row(t)).map_err(write_err)?,
                 Format::Table => table.push(table_row(t)),
             }
         }
@@ -433,7 +435,7 @@ fn csv_row(t: &Value) -> String {
 /// RFC 4180 quoting; cells starting with a formula character are prefixed
 /// with `'` so a spreadsheet never evaluates them.
 fn csv_cell(c: &str) -> String {
-    let c = if c.starts_with(['=', '+', '-', '@']) && c.parse::<f64>().is_err() {
+    let c = if c.starts_with(['=', '+', '-', '@', '\t', '\r']) && c.parse::<f64>().is_err() {
         format!("'{c}")
     } else {
         c.to_owned()
@@ -449,7 +451,11 @@ fn table_row(t: &Value) -> [String; 8] {
     let target = t["target"]["mailbox"]
         .as_str()
         .map(str::to_owned)
-        .or_else(|| t["target"]["patient"]["id"].as_str().map(|p| format!("patient {p}")))
+        .or_else(|| {
+            t["target"]["patient"]["id"]
+                .as_str()
+                .map(|p| format!("patient {p}"))
+        })
         .or_else(|| t["target"]["resource"].as_str().map(str::to_owned))
         .unwrap_or_default();
     [
@@ -494,7 +500,11 @@ fn print_table(out: &mut impl Write, rows: &[[String; 8]]) -> std::io::Result<()
     };
     writeln!(out, "{}", line(head.to_vec()).trim_end())?;
     for r in rows {
-        writeln!(out, "{}", line(r.iter().map(String::as_str).collect()).trim_end())?;
+        writeln!(
+            out,
+            "{}",
+            line(r.iter().map(String::as_str).collect()).trim_end()
+        )?;
     }
     Ok(())
 }
@@ -531,7 +541,9 @@ fn progress(total: Option<u64>) -> ProgressBar {
         Some(_) => ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {msg}",
         ),
-        None => ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bytes} read ({bytes_per_sec}) {msg}"),
+        None => ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bytes} read ({bytes_per_sec}) {msg}",
+        ),
     };
     if let Ok(style) = style {
         bar.set_style(style);

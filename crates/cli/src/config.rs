@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use registre_model::{ClassName, Retention};
 use serde::Deserialize;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -44,16 +44,6 @@ pub struct ClassConfig {
     pub retention: Retention,
     #[serde(default)]
     pub description: Option<String>,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            server: ServerConfig::default(),
-            store: StoreConfig::default(),
-            classes: BTreeMap::new(),
-        }
-    }
 }
 
 impl Default for ServerConfig {
@@ -200,7 +190,8 @@ fn policy(name: &str, retention: Retention, description: String) -> ClassPolicy 
     };
     ClassPolicy {
         // Checked in `Config::check` (custom) or a constant (built-in).
-        name: ClassName::new(name).unwrap_or_else(|_| unreachable!("class names are checked at load")),
+        name: ClassName::new(name)
+            .unwrap_or_else(|_| unreachable!("class names are checked at load")),
         retention,
         description,
         warning,
@@ -222,7 +213,11 @@ pub fn parse_period(s: &str) -> Result<u64, String> {
         "h" | "hour" | "hours" => 3600,
         "d" | "day" | "days" => 86_400,
         "w" | "week" | "weeks" => 604_800,
-        other => return Err(format!("unknown unit `{other}` (seconds, minutes, hours, days, weeks)")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` (seconds, minutes, hours, days, weeks)"
+            ));
+        }
     };
     if n == 0 {
         return Err("must be positive".into());

@@ -56,7 +56,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::with("cannot load the configuration", &e))?;
     let data = args.data.clone().unwrap_or_else(|| cfg.server.data.clone());
     let listen = args.listen.unwrap_or(cfg.server.listen);
-    if !listen.ip().is_loopback() && !(args.allow_plain_http || cfg.server.allow_plain_http) {
+    if !(listen.ip().is_loopback() || args.allow_plain_http || cfg.server.allow_plain_http) {
         return Err(CliError::new(format!(
             "refusing to serve plain HTTP on {listen}, which is not a loopback address: \
              traces are health data. Listen on 127.0.0.1 behind a TLS reverse proxy, or pass \
@@ -71,8 +71,9 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     opts.segment_period_secs = period;
     opts.max_segment_bytes = cfg.store.max_segment_mib.max(1) << 20;
 
-    let store = tokio::task::block_in_place(|| EmbeddedStore::open(&data, opts))
-        .map_err(|e| CliError::with(format!("cannot open the journal in {}", data.display()), &e))?;
+    let store = tokio::task::block_in_place(|| EmbeddedStore::open(&data, opts)).map_err(|e| {
+        CliError::with(format!("cannot open the journal in {}", data.display()), &e)
+    })?;
     let token_path = data.join("admin-token");
     let token = admin_token(&token_path)?;
 
@@ -84,7 +85,11 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::with("cannot read the listening address", &e))?;
 
     let store: Arc<dyn Store> = Arc::new(store);
-    eprintln!("registre {} — journal in {}", env!("CARGO_PKG_VERSION"), data.display());
+    eprintln!(
+        "registre {} — journal in {}",
+        env!("CARGO_PKG_VERSION"),
+        data.display()
+    );
     for p in &policies {
         let size = store
             .stats()
@@ -101,7 +106,10 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
             tracing::warn!(class = %p.name, retention = %p.retention, "{w}");
         }
     }
-    eprintln!("  admin token: {} (send it as `Authorization: Bearer …`)", token_path.display());
+    eprintln!(
+        "  admin token: {} (send it as `Authorization: Bearer …`)",
+        token_path.display()
+    );
     eprintln!("listening on http://{local}  (API description: http://{local}/openapi.json)");
 
     let state = Arc::new(AppState {
@@ -124,7 +132,12 @@ fn admin_token(path: &Path) -> Result<String, CliError> {
         Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_owned()),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(CliError::with(format!("cannot read {}", path.display()), &e)),
+        Err(e) => {
+            return Err(CliError::with(
+                format!("cannot read {}", path.display()),
+                &e,
+            ));
+        }
     }
     let mut raw = [0u8; 32];
     getrandom::fill(&mut raw).map_err(|e| CliError::new(format!("no randomness: {e}")))?;

@@ -49,7 +49,11 @@ async fn sigkill_loses_nothing_acknowledged() {
                         if i > 0 {
                             body.push(',');
                         }
-                        let class = if n % 3 == 0 { "applicative" } else { "mss" };
+                        let class = if n.is_multiple_of(3) {
+                            "applicative"
+                        } else {
+                            "mss"
+                        };
                         body.push_str(&trace_json(&format!("actor{c}"), &tag, class));
                         tags.push(tag);
                     }
@@ -86,7 +90,11 @@ async fn sigkill_loses_nothing_acknowledged() {
     let server = Server::start(&data, free_port());
     let acked = acked.lock().expect("lock").clone();
     let sent = sent.lock().expect("lock").clone();
-    assert!(acked.len() > ROUNDS * 10, "too few traces acknowledged: {}", acked.len());
+    assert!(
+        acked.len() > ROUNDS * 10,
+        "too few traces acknowledged: {}",
+        acked.len()
+    );
     let mut found: HashMap<String, usize> = HashMap::new();
     let mut indexes: HashMap<String, Vec<u64>> = HashMap::new();
     for c in 0..CLIENTS {
@@ -107,7 +115,10 @@ async fn sigkill_loses_nothing_acknowledged() {
                 .await
                 .expect("page");
             for t in v["traces"].as_array().expect("traces") {
-                let tag = t["target"]["uids"].as_str().expect("whole trace").to_owned();
+                let tag = t["target"]["uids"]
+                    .as_str()
+                    .expect("whole trace")
+                    .to_owned();
                 assert!(sent.contains(&tag), "found a trace nobody sent: {tag}");
                 assert_eq!(t["actor"]["id"], format!("actor{c}"));
                 assert_eq!(t["response"]["text"], "Fetch completed");

@@ -36,7 +36,11 @@ pub struct AppendFailed<'a> {
 
 impl AppendFailed<'_> {
     pub fn emit(&self, m: &Metrics) {
-        tracing::error!(traces = self.traces, error = self.error, "append failed; answered 503");
+        tracing::error!(
+            traces = self.traces,
+            error = self.error,
+            "append failed; answered 503"
+        );
         m.append_failed();
     }
 }

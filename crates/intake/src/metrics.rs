@@ -134,7 +134,10 @@ impl Metrics {
         for l in logs {
             let _ = writeln!(o, "registre_log_size{{log=\"{}\"}} {}", l.log, l.size);
         }
-        let _ = writeln!(o, "# HELP registre_log_bytes Bytes of segment files per log.");
+        let _ = writeln!(
+            o,
+            "# HELP registre_log_bytes Bytes of segment files per log."
+        );
         let _ = writeln!(o, "# TYPE registre_log_bytes gauge");
         for l in logs {
             let _ = writeln!(o, "registre_log_bytes{{log=\"{}\"}} {}", l.log, l.bytes);

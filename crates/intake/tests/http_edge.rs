@@ -98,13 +98,34 @@ async fn content_fields_refused_everywhere_and_nothing_stored() {
     let placements: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
         ("subject", Box::new(|v| v["subject"] = CANARY.into())),
         ("body", Box::new(|v| v["body"] = CANARY.into())),
-        ("target.subject", Box::new(|v| v["target"]["subject"] = CANARY.into())),
-        ("target.objet", Box::new(|v| v["target"]["objet"] = CANARY.into())),
-        ("actor.content", Box::new(|v| v["actor"]["content"] = CANARY.into())),
-        ("response.body", Box::new(|v| v["response"]["body"] = CANARY.into())),
-        ("source.attachment", Box::new(|v| v["source"] = serde_json::json!({"attachment": CANARY}))),
-        ("target.piece_jointe", Box::new(|v| v["target"]["piece_jointe"] = CANARY.into())),
-        ("x.y[0].corps", Box::new(|v| v["x"] = serde_json::json!({"y": [{"corps": CANARY}]}))),
+        (
+            "target.subject",
+            Box::new(|v| v["target"]["subject"] = CANARY.into()),
+        ),
+        (
+            "target.objet",
+            Box::new(|v| v["target"]["objet"] = CANARY.into()),
+        ),
+        (
+            "actor.content",
+            Box::new(|v| v["actor"]["content"] = CANARY.into()),
+        ),
+        (
+            "response.body",
+            Box::new(|v| v["response"]["body"] = CANARY.into()),
+        ),
+        (
+            "source.attachment",
+            Box::new(|v| v["source"] = serde_json::json!({"attachment": CANARY})),
+        ),
+        (
+            "target.piece_jointe",
+            Box::new(|v| v["target"]["piece_jointe"] = CANARY.into()),
+        ),
+        (
+            "x.y[0].corps",
+            Box::new(|v| v["x"] = serde_json::json!({"y": [{"corps": CANARY}]})),
+        ),
     ];
     for (path, place) in placements {
         let mut bad = good("1");
@@ -114,7 +135,10 @@ async fn content_fields_refused_everywhere_and_nothing_stored() {
         let (status, ct, body) = post(&st, batch.to_string()).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {body}");
         assert_eq!(ct, "application/problem+json");
-        assert!(!body.contains(CANARY), "the canary leaked into the error: {body}");
+        assert!(
+            !body.contains(CANARY),
+            "the canary leaked into the error: {body}"
+        );
         let p = problem(&body);
         assert_eq!(p["errors"][0]["trace"], 1);
         assert_eq!(p["errors"][0]["field"], path);
@@ -211,7 +235,11 @@ async fn malformed_input_gets_a_clear_4xx() {
         let (status, ct, text) = post(&st, body).await;
         assert_eq!(status, want, "{text}");
         assert_eq!(ct, "application/problem+json");
-        assert_eq!(problem(&text)["type"], format!("urn:registre:problem:{code}"), "{text}");
+        assert_eq!(
+            problem(&text)["type"],
+            format!("urn:registre:problem:{code}"),
+            "{text}"
+        );
     }
     // The unknown action error teaches the vocabulary.
     let (_, _, text) = post(
@@ -235,15 +263,24 @@ async fn malformed_input_gets_a_clear_4xx() {
 async fn auth_and_routing_errors_are_problems() {
     let (st, _) = memory_state();
     for (req, want) in [
-        (Request::get("/v1/traces").body(Body::empty()), StatusCode::UNAUTHORIZED),
+        (
+            Request::get("/v1/traces").body(Body::empty()),
+            StatusCode::UNAUTHORIZED,
+        ),
         (
             Request::get("/v1/traces")
                 .header("authorization", "Bearer wrong")
                 .body(Body::empty()),
             StatusCode::UNAUTHORIZED,
         ),
-        (Request::get("/nope").body(Body::empty()), StatusCode::NOT_FOUND),
-        (Request::delete("/healthz").body(Body::empty()), StatusCode::METHOD_NOT_ALLOWED),
+        (
+            Request::get("/nope").body(Body::empty()),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Request::delete("/healthz").body(Body::empty()),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
         (
             Request::get("/v1/traces?limit=0")
                 .header("authorization", format!("Bearer {TOKEN}"))
@@ -275,7 +312,9 @@ async fn auth_and_routing_errors_are_problems() {
             .expect("response");
         assert_eq!(resp.status(), want);
         assert_eq!(
-            resp.headers().get("content-type").and_then(|v| v.to_str().ok()),
+            resp.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
             Some("application/problem+json")
         );
     }
@@ -311,9 +350,15 @@ async fn fsync_failure_answers_503_never_201() {
 async fn huge_body_is_refused_without_reading_it_all() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (st, _) = memory_state();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(registre_intake::serve(listener, st.clone(), std::future::pending()));
+    tokio::spawn(registre_intake::serve(
+        listener,
+        st.clone(),
+        std::future::pending(),
+    ));
 
     for chunked in [false, true] {
         let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -345,7 +390,9 @@ async fn huge_body_is_refused_without_reading_it_all() {
                 }
             }
             let mut out = Vec::new();
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out))
+                    .await;
             out
         });
         let out = writer.await.expect("writer");

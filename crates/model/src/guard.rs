@@ -9,6 +9,10 @@
 /// Names are compared lowercased, with `_`, `-`, `.` and spaces removed and
 /// accents folded, so `Piece-Jointe`, `mail_body` and `bodyHtml` all match.
 pub fn content_field_reason(name: &str) -> Option<&'static str> {
+    // Fast path: the schema's own field names are never content.
+    if SCHEMA_FIELDS.contains(&name) {
+        return None;
+    }
     let norm = normalise(name);
     const CONTAINS: &[(&str, &str)] = &[
         ("body", "message body"),
@@ -43,6 +47,39 @@ pub fn content_field_reason(name: &str) -> Option<&'static str> {
     }
     EQUALS.iter().find(|(n, _)| *n == norm).map(|(_, w)| *w)
 }
+
+/// Every field name of the trace schema (all levels).
+const SCHEMA_FIELDS: &[&str] = &[
+    "action",
+    "actor",
+    "auth",
+    "class",
+    "destination",
+    "document",
+    "folder",
+    "host",
+    "id",
+    "id_type",
+    "ip",
+    "mailbox",
+    "message_id",
+    "occurred_at",
+    "outcome",
+    "patient",
+    "recipients",
+    "request",
+    "resource",
+    "response",
+    "session",
+    "size",
+    "software",
+    "source",
+    "status",
+    "system",
+    "target",
+    "text",
+    "uids",
+];
 
 /// True when request text carries a literal: an IMAP literal marker
 /// (`{123}`, `{123+}`, `~{123}`) or more than one line. Summaries write

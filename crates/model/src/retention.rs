@@ -112,7 +112,10 @@ mod tests {
         assert_eq!(Retention::parse("1 year"), Ok(Retention::years(1)));
         assert_eq!(Retention::parse("20years"), Ok(Retention::years(20)));
         assert_eq!(Retention::parse(" 6 mois "), Ok(Retention::months(6)));
-        assert_eq!(Retention::parse("90 days").map(|r| r.to_string()), Ok("90 days".into()));
+        assert_eq!(
+            Retention::parse("90 days").map(|r| r.to_string()),
+            Ok("90 days".into())
+        );
         for bad in ["", "six months", "6", "0 days", "6 fortnights", "-1 year"] {
             assert!(Retention::parse(bad).is_err(), "{bad}");
         }

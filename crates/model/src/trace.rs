@@ -209,3 +209,80 @@ impl StoredTrace {
             .map(|p| p.id.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::{ACTIONS, jcs};
+
+    fn opt_text() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of("\\PC{0,12}")
+    }
+
+    prop_compose! {
+        fn stored()(
+            action in 0..ACTIONS.len(),
+            id in "\\PC{1,16}",
+            auth in opt_text(),
+            id_type in opt_text(),
+            index in 0u64..(1 << 53),
+            mailbox in opt_text(),
+            folder in opt_text(),
+            uids in opt_text(),
+            size in proptest::option::of(0u64..(1 << 53)),
+            patient in proptest::option::of(("\\PC{1,12}", opt_text())),
+            recipients in proptest::option::of(proptest::collection::vec("\\PC{0,8}", 0..3)),
+            request in opt_text(),
+            status in "[A-Z0-9]{1,4}",
+            text in opt_text(),
+            ip in proptest::option::of(Just("10.1.2.3".to_owned())),
+            session in opt_text(),
+            outcome in proptest::option::of(prop_oneof![Just(Outcome::Success), Just(Outcome::Failure)]),
+            id_bytes in any::<[u8; 16]>(),
+        ) -> StoredTrace {
+            let class = ClassName::new("mss").expect("valid");
+            StoredTrace {
+                action: Action::parse(ACTIONS[action]).expect("listed"),
+                actor: Actor { auth, id, id_type },
+                class: class.clone(),
+                id: Uuid::from_bytes(id_bytes),
+                index,
+                log: class,
+                occurred_at: "2026-11-28T15:42:07.123+01:00".into(),
+                outcome,
+                received_at: "2026-11-28T14:42:07.123456Z".into(),
+                request,
+                response: Some(Response { status, text }),
+                source: Some(Source { host: None, ip, session, software: None }),
+                target: Some(Target {
+                    destination: None,
+                    document: None,
+                    folder,
+                    mailbox,
+                    message_id: None,
+                    patient: patient.map(|(id, system)| Patient { id, system }),
+                    recipients,
+                    resource: None,
+                    size,
+                    uids,
+                }),
+            }
+        }
+    }
+
+    proptest! {
+        /// The typed serialisation is the RFC 8785 form: what we hash is
+        /// what any JCS implementation would produce from the same JSON.
+        #[test]
+        fn typed_serialisation_is_jcs(t in stored()) {
+            let typed = t.canonical_bytes();
+            let value: serde_json::Value = serde_json::from_slice(&typed).expect("valid JSON");
+            let generic = jcs::to_canonical_vec(&value).expect("canonical");
+            prop_assert_eq!(String::from_utf8_lossy(&typed), String::from_utf8_lossy(&generic));
+            let back: StoredTrace = serde_json::from_slice(&typed).expect("decodes");
+            prop_assert_eq!(back, t);
+        }
+    }
+}

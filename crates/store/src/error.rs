@@ -18,7 +18,9 @@ pub enum OpenError {
         #[source]
         source: io::Error,
     },
-    #[error("corrupt data in {path} at byte {offset}: {reason}; run `registre verify --data` and restore this file from a backup")]
+    #[error(
+        "corrupt data in {path} at byte {offset}: {reason}; run `registre verify --data` and restore this file from a backup"
+    )]
     Corrupt {
         path: PathBuf,
         offset: u64,

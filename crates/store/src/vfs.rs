@@ -11,11 +11,12 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A file opened for positional reads and writes.
+#[allow(clippy::len_without_is_empty)]
 pub trait VFile: Send + Sync {
     fn len(&self) -> io::Result<u64>;
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
@@ -63,7 +64,11 @@ impl VFile for OsFile {
 
 impl Vfs for OsVfs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        fs::create_dir_all(dir)
+        // Traces are health data: only the service account reads them.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut names = Vec::new();
@@ -81,6 +86,7 @@ impl Vfs for OsVfs {
             .write(true)
             .create(create)
             .truncate(false)
+            .mode(0o600)
             .open(path)?;
         Ok(Arc::new(OsFile(f)))
     }
@@ -198,7 +204,9 @@ impl VFile for FaultyFile {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let d = lock(&self.file.state);
         let start = usize::try_from(offset).map_err(io::Error::other)?;
-        let end = start.checked_add(buf.len()).ok_or(io::ErrorKind::InvalidInput)?;
+        let end = start
+            .checked_add(buf.len())
+            .ok_or(io::ErrorKind::InvalidInput)?;
         if end > d.data.len() {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }

@@ -74,6 +74,9 @@ async fn append_search_reopen() {
         }
     }
     assert_eq!(seen, (0..1000).filter(|i| i % 7 == 2).count());
-    let more = store.append(vec![trace("mss", "x", "y")]).await.expect("append");
+    let more = store
+        .append(vec![trace("mss", "x", "y")])
+        .await
+        .expect("append");
     assert_eq!(more[0].index, 334);
 }

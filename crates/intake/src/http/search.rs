@@ -62,10 +62,7 @@ pub fn parse_query(st: &AppState, raw: &str) -> Result<Query, Problem> {
         if !PARAMS.contains(&k.as_ref()) {
             return Err(Problem::bad_request(
                 "unknown-parameter",
-                format!(
-                    "unknown query parameter; accepted: {}",
-                    PARAMS.join(", ")
-                ),
+                format!("unknown query parameter; accepted: {}", PARAMS.join(", ")),
             ));
         }
         if seen.iter().any(|s| *s == k) {

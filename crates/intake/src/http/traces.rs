@@ -47,14 +47,12 @@ async fn handle(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Respon
             ),
         )
     };
-    if let Some(len) = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > MAX_BODY_BYTES as u64 {
-            return Err(too_large());
-        }
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
     }
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
@@ -74,7 +72,11 @@ async fn handle(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Respon
             for (log, count) in by_log {
                 TracesAccepted { log, count }.emit(&st.metrics);
             }
-            Ok((StatusCode::CREATED, axum::Json(Accepted { accepted: receipts })).into_response())
+            Ok((
+                StatusCode::CREATED,
+                axum::Json(Accepted { accepted: receipts }),
+            )
+                .into_response())
         }
         Err(e @ (AppendError::Unavailable(_) | AppendError::ShuttingDown)) => {
             let msg = e.to_string();
@@ -132,17 +134,17 @@ fn parse_body(st: &AppState, bytes: &[u8]) -> Result<Vec<Trace>, Problem> {
         None => return Err(Problem::bad_request("empty-body", "the body is empty")),
     };
     if raws.is_empty() {
-        return Err(Problem::bad_request("empty-batch", "the array holds no trace"));
+        return Err(Problem::bad_request(
+            "empty-batch",
+            "the array holds no trace",
+        ));
     }
     if raws.len() > MAX_BATCH {
         return Err(Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too-many-traces",
             "Too many traces",
-            format!(
-                "{} traces in one request; at most {MAX_BATCH}",
-                raws.len()
-            ),
+            format!("{} traces in one request; at most {MAX_BATCH}", raws.len()),
         ));
     }
     let mut traces = Vec::with_capacity(raws.len());

@@ -44,8 +44,10 @@ pub fn keys_of(t: &StoredTrace) -> Keys {
     [
         Some((Key::Actor, key_hash(Key::Actor, &t.actor.id))),
         Some((Key::Action, key_hash(Key::Action, t.action.as_str()))),
-        t.mailbox().map(|m| (Key::Mailbox, key_hash(Key::Mailbox, m))),
-        t.patient_id().map(|p| (Key::Patient, key_hash(Key::Patient, p))),
+        t.mailbox()
+            .map(|m| (Key::Mailbox, key_hash(Key::Mailbox, m))),
+        t.patient_id()
+            .map(|p| (Key::Patient, key_hash(Key::Patient, p))),
     ]
 }
 

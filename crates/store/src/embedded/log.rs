@@ -57,15 +57,16 @@ pub struct Log {
     size: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
     tx: Option<mpsc::Sender<Request>>,
-    writer: Option<JoinHandle<()>>,
+    /// The writer, then the syncer: joined in that order on drop.
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Drop for Log {
     fn drop(&mut self) {
         // Closing the channel ends the writer once it has drained.
         self.tx.take();
-        if let Some(w) = self.writer.take() {
-            let _ = w.join();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
         }
     }
 }
@@ -134,6 +135,10 @@ impl Log {
                 });
             }
             let (index, end, next) = scan(&path, &*file, &header, len, is_last, &name)?;
+            // What we read may be in the page cache only (written by a process
+            // that crashed before its sync): make it durable before anyone
+            // can see it.
+            file.sync_data().map_err(io(&path))?;
             if end < len {
                 tracing::warn!(
                     segment = %path.display(),
@@ -155,45 +160,52 @@ impl Log {
                 index: RwLock::new(index),
             }));
         }
-        let bytes: u64 = segments
-            .iter()
-            .map(|s| s.file.len().unwrap_or(0))
-            .sum();
+        let bytes: u64 = segments.iter().map(|s| s.file.len().unwrap_or(0)).sum();
         let segments = Arc::new(RwLock::new(segments));
         let size = Arc::new(AtomicU64::new(next_index));
         let bytes = Arc::new(AtomicU64::new(bytes));
         let (tx, rx) = mpsc::channel(1024);
-        let mut writer = Writer {
+        let poison: Poison = Arc::default();
+        let writer = Writer {
             name: name.clone(),
             dir,
             vfs,
             opts,
             segments: segments.clone(),
-            size: size.clone(),
             bytes: bytes.clone(),
-            active: None,
+            active: read(&segments).last().cloned(),
             write_pos,
             next_index,
             last_time,
-            poisoned: None,
+            poison: poison.clone(),
             frame: FrameWriter::new(),
         };
-        writer.active = read(&segments).last().cloned();
-        let thread_name = format!("registre-writer-{name}");
+        let syncer = Syncer {
+            name: name.clone(),
+            size: size.clone(),
+            bytes: bytes.clone(),
+            poison,
+        };
+        let spawn_err = |source| OpenError::Io {
+            path: PathBuf::from("<writer thread>"),
+            source,
+        };
+        let (synced_tx, synced_rx) = std::sync::mpsc::sync_channel(4);
+        let syncer = std::thread::Builder::new()
+            .name(format!("registre-sync-{name}"))
+            .spawn(move || syncer.run(synced_rx))
+            .map_err(spawn_err)?;
         let writer = std::thread::Builder::new()
-            .name(thread_name)
-            .spawn(move || writer.run(rx))
-            .map_err(|source| OpenError::Io {
-                path: PathBuf::from("<writer thread>"),
-                source,
-            })?;
+            .name(format!("registre-writer-{name}"))
+            .spawn(move || writer.run(rx, synced_tx))
+            .map_err(spawn_err)?;
         Ok(Log {
             name,
             segments,
             size,
             bytes,
             tx: Some(tx),
-            writer: Some(writer),
+            threads: vec![writer, syncer],
         })
     }
 
@@ -352,13 +364,16 @@ impl<'q> Filter<'q> {
         if q.actor.as_deref().is_some_and(|a| a != t.actor.id) {
             return false;
         }
-        if q.patient.as_deref().is_some_and(|p| Some(p) != t.patient_id()) {
+        if q.patient
+            .as_deref()
+            .is_some_and(|p| Some(p) != t.patient_id())
+        {
             return false;
         }
-        if let Some(m) = &self.mailbox_norm {
-            if t.mailbox().map(Query::normalise_mailbox).as_ref() != Some(m) {
-                return false;
-            }
+        if let Some(m) = &self.mailbox_norm
+            && t.mailbox().map(Query::normalise_mailbox).as_ref() != Some(m)
+        {
+            return false;
         }
         if q.action.as_ref().is_some_and(|a: &Action| *a != t.action) {
             return false;
@@ -469,10 +484,7 @@ fn scan(
             // A checksummed frame out of sequence is never a torn write.
             return Err(corrupt(
                 frame_start,
-                format!(
-                    "frame starts at index {}, expected {next}",
-                    fh.first_index
-                ),
+                format!("frame starts at index {}, expected {next}", fh.first_index),
             ));
         }
         let recs = fh
@@ -486,7 +498,10 @@ fn scan(
             if r.trace.index != expect || r.trace.log != *name {
                 return Err(corrupt(
                     frame_start,
-                    format!("record claims log `{}` index {}, expected `{name}` index {expect}", r.trace.log, r.trace.index),
+                    format!(
+                        "record claims log `{}` index {}, expected `{name}` index {expect}",
+                        r.trace.log, r.trace.index
+                    ),
                 ));
             }
             ix.add(
@@ -507,22 +522,47 @@ fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The single writer of a log: assigns indexes, writes frames, syncs once per
-/// group, then publishes and acknowledges.
+/// Shared between the two writer threads: set once a write or sync failed.
+type Poison = Arc<std::sync::Mutex<Option<String>>>;
+
+fn poisoned(p: &Poison) -> Option<String> {
+    p.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+fn set_poison(p: &Poison, why: String) {
+    let mut g = p.lock().unwrap_or_else(|e| e.into_inner());
+    if g.is_none() {
+        *g = Some(why);
+    }
+}
+
+/// The first stage of a log's writer (the sequencer): takes every queued
+/// request, assigns indexes, ids and salts, encodes the frames and writes
+/// them to the active segment (page cache), then hands the group to the
+/// [`Syncer`]. It encodes and writes group *n+1* while group *n* syncs.
 struct Writer {
     name: ClassName,
     dir: PathBuf,
     vfs: Arc<dyn Vfs>,
     opts: LogOptions,
     segments: Arc<RwLock<Vec<Arc<Segment>>>>,
-    size: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
     active: Option<Arc<Segment>>,
     write_pos: u64,
     next_index: u64,
     last_time: i64,
-    poisoned: Option<String>,
+    poison: Poison,
     frame: FrameWriter,
+}
+
+/// A group written to the page cache, waiting for its sync.
+struct Written {
+    seg: Arc<Segment>,
+    received_at: i64,
+    pending: Vec<Pending>,
+    replies: Vec<(Reply, Vec<(usize, Receipt)>)>,
+    end_index: u64,
+    bytes: u64,
 }
 
 /// Index keys of one record, computed before the sync so the publish step
@@ -533,7 +573,11 @@ struct Pending {
 }
 
 impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+    fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Request>,
+        synced: std::sync::mpsc::SyncSender<Written>,
+    ) {
         while let Some(first) = rx.blocking_recv() {
             let mut n = first.traces.len();
             let mut group = vec![first];
@@ -546,7 +590,30 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit(group);
+            if let Some(why) = poisoned(&self.poison) {
+                let err = AppendError::Unavailable(why);
+                for r in group {
+                    let _ = r.reply.send(Err(err.clone()));
+                }
+                continue;
+            }
+            match self.write_group(group) {
+                Ok(w) => {
+                    if let Err(std::sync::mpsc::SendError(w)) = synced.send(w) {
+                        for (r, _) in w.replies {
+                            let _ = r.send(Err(AppendError::ShuttingDown));
+                        }
+                    }
+                }
+                Err((e, replies)) => {
+                    let why = format!("storage error on log {}: {e}", self.name);
+                    tracing::error!(log = %self.name, error = %e, "write failed; the log refuses appends until restart");
+                    set_poison(&self.poison, why.clone());
+                    for r in replies {
+                        let _ = r.send(Err(AppendError::Unavailable(why.clone())));
+                    }
+                }
+            }
         }
     }
 
@@ -561,34 +628,11 @@ impl Writer {
         self.last_time
     }
 
-    fn commit(&mut self, group: Vec<Request>) {
-        if let Some(why) = &self.poisoned {
-            let err = AppendError::Unavailable(why.clone());
-            for r in group {
-                let _ = r.reply.send(Err(err.clone()));
-            }
-            return;
-        }
-        let mut group = group;
-        match self.write_group(&mut group) {
-            Ok(receipts) => {
-                for (r, rec) in group.into_iter().zip(receipts) {
-                    let _ = r.reply.send(Ok(rec));
-                }
-            }
-            Err(e) => {
-                let why = format!("storage error on log {}: {e}", self.name);
-                tracing::error!(log = %self.name, error = %e, "write failed; the log refuses appends until restart");
-                self.poisoned = Some(why.clone());
-                let err = AppendError::Unavailable(why);
-                for r in group {
-                    let _ = r.reply.send(Err(err.clone()));
-                }
-            }
-        }
-    }
-
-    fn write_group(&mut self, group: &mut [Request]) -> std::io::Result<Vec<Vec<(usize, Receipt)>>> {
+    #[allow(clippy::type_complexity)]
+    fn write_group(
+        &mut self,
+        group: Vec<Request>,
+    ) -> Result<Written, (std::io::Error, Vec<Reply>)> {
         let now = self.now();
         let period_start = now.div_euclid(self.opts.period_micros) * self.opts.period_micros;
         let needs_roll = match &self.active {
@@ -598,28 +642,33 @@ impl Writer {
                     || self.write_pos >= self.opts.max_segment_bytes
             }
         };
-        if needs_roll {
-            self.roll(period_start)?;
+        let fail = |e: std::io::Error, group: Vec<Request>| {
+            (e, group.into_iter().map(|r| r.reply).collect())
+        };
+        if needs_roll && let Err(e) = self.roll(period_start) {
+            return Err(fail(e, group));
         }
         let Some(seg) = self.active.clone() else {
-            return Err(std::io::Error::other("no active segment"));
+            return Err(fail(std::io::Error::other("no active segment"), group));
         };
 
         let total: usize = group.iter().map(|r| r.traces.len()).sum();
         let mut random = vec![0u8; total * 26];
-        getrandom::fill(&mut random).map_err(|e| std::io::Error::other(e.to_string()))?;
+        if let Err(e) = getrandom::fill(&mut random) {
+            return Err(fail(std::io::Error::other(e.to_string()), group));
+        }
         let received_at = format_received_at(now);
         let millis = (now / 1000).max(0) as u64;
 
         self.frame.clear();
         self.frame.begin(self.next_index, now);
         let mut pending: Vec<Pending> = Vec::with_capacity(total);
-        let mut receipts = Vec::with_capacity(group.len());
+        let mut replies = Vec::with_capacity(group.len());
         let mut index = self.next_index;
         let mut r = 0usize;
-        for req in group.iter_mut() {
+        for req in group {
             let mut rec = Vec::with_capacity(req.traces.len());
-            for (pos, trace) in std::mem::take(&mut req.traces) {
+            for (pos, trace) in req.traces {
                 if self.frame.body_len() > MAX_FRAME_BODY - 64 * 1024 {
                     self.frame.finish();
                     self.frame.begin(index, now);
@@ -649,27 +698,24 @@ impl Writer {
                 ));
                 index += 1;
             }
-            receipts.push(rec);
+            replies.push((req.reply, rec));
         }
         self.frame.finish();
 
-        seg.file.write_all_at(&self.frame.buf, self.write_pos)?;
-        seg.file.sync_data()?;
-
-        // Durable: publish to searches, then acknowledge.
-        {
-            let mut ix = seg.index_mut();
-            ix.begin_frame(now);
-            for p in pending {
-                ix.add_keys(p.loc, &p.trace_keys);
-            }
+        if let Err(e) = seg.file.write_all_at(&self.frame.buf, self.write_pos) {
+            return Err((e, replies.into_iter().map(|(r, _)| r).collect()));
         }
-        self.write_pos += self.frame.buf.len() as u64;
-        self.bytes
-            .fetch_add(self.frame.buf.len() as u64, Ordering::Relaxed);
+        let bytes = self.frame.buf.len() as u64;
+        self.write_pos += bytes;
         self.next_index = index;
-        self.size.store(index, Ordering::Release);
-        Ok(receipts)
+        Ok(Written {
+            seg,
+            received_at: now,
+            pending,
+            replies,
+            end_index: index,
+            bytes,
+        })
     }
 
     /// Starts a new segment at the next index (or rewrites the header of an
@@ -702,9 +748,81 @@ impl Writer {
             }
             segs.push(seg.clone());
         }
-        self.bytes.fetch_add(HEADER_LEN as u64, Ordering::Relaxed);
+        if !reuse {
+            self.bytes.fetch_add(HEADER_LEN as u64, Ordering::Relaxed);
+        }
         self.active = Some(seg);
         self.write_pos = HEADER_LEN as u64;
         Ok(())
+    }
+}
+
+/// The second stage: makes written groups durable with one `fdatasync` for
+/// all the groups queued behind each other (group commit), then publishes
+/// them to searches in order and acknowledges them.
+struct Syncer {
+    name: ClassName,
+    size: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+    poison: Poison,
+}
+
+impl Syncer {
+    fn run(self, rx: std::sync::mpsc::Receiver<Written>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while let Ok(w) = rx.try_recv() {
+                batch.push(w);
+            }
+            if let Some(why) = poisoned(&self.poison) {
+                fail_all(batch, &why);
+                continue;
+            }
+            // Sync each file once, in order; a group is durable when the sync
+            // of its file started after its write, which holds for every
+            // group received here.
+            let mut synced: Vec<*const Segment> = Vec::new();
+            let mut error = None;
+            for w in &batch {
+                let key = Arc::as_ptr(&w.seg);
+                if synced.contains(&key) {
+                    continue;
+                }
+                if let Err(e) = w.seg.file.sync_data() {
+                    error = Some(e);
+                    break;
+                }
+                synced.push(key);
+            }
+            if let Some(e) = error {
+                let why = format!("storage error on log {}: {e}", self.name);
+                tracing::error!(log = %self.name, error = %e, "fsync failed; the log refuses appends until restart");
+                set_poison(&self.poison, why.clone());
+                fail_all(batch, &why);
+                continue;
+            }
+            for w in batch {
+                {
+                    let mut ix = w.seg.index_mut();
+                    ix.begin_frame(w.received_at);
+                    for p in w.pending {
+                        ix.add_keys(p.loc, &p.trace_keys);
+                    }
+                }
+                self.bytes.fetch_add(w.bytes, Ordering::Relaxed);
+                self.size.store(w.end_index, Ordering::Release);
+                for (reply, receipts) in w.replies {
+                    let _ = reply.send(Ok(receipts));
+                }
+            }
+        }
+    }
+}
+
+fn fail_all(batch: Vec<Written>, why: &str) {
+    for w in batch {
+        for (reply, _) in w.replies {
+            let _ = reply.send(Err(AppendError::Unavailable(why.to_owned())));
+        }
     }
 }

@@ -31,8 +31,7 @@ pub use self::log::LogHit;
 use self::log::{Log, LogOptions};
 use crate::vfs::{OsVfs, Vfs};
 use crate::{
-    AppendError, BoxFuture, Cursor, LogStats, OpenError, Page, Query, Receipt, SearchError,
-    Store,
+    AppendError, BoxFuture, Cursor, LogStats, OpenError, Page, Query, Receipt, SearchError, Store,
 };
 
 /// How the embedded store is run.
@@ -75,7 +74,9 @@ impl EmbeddedStore {
             path: dir.to_owned(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(io)?;
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)
+            .map_err(io)?;
         let lock_path = dir.join("LOCK");
         let lock = OpenOptions::new()
             .create(true)
