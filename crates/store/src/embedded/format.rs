@@ -10,13 +10,15 @@
 //!   25 32 class name        ASCII, zero padded
 //!   57 3  zero
 //!   60 4  crc32c of bytes 0..60, u32 LE
-//! frame    = 32-byte frame header, then body:
+//! frame    = 40-byte frame header, then body:
 //!   0  4  magic "RGFR"
 //!   4  4  body_len          u32 LE   bytes after the frame header
-//!   8  4  crc32c            u32 LE   of bytes 12..32+body_len
+//!   8  4  crc32c            u32 LE   of bytes 12..40+body_len
 //!   12 4  count             u32 LE   records in the body (≥ 1)
 //!   16 8  first_index       u64 LE
 //!   24 8  received_at       i64 LE   µs since the Unix epoch, UTC
+//!   32 8  synced_upto       u64 LE   file offset up to which every byte was
+//!                                    known durable when this frame was encoded
 //!   body = count × (len u32 LE, record)
 //!   record = salt (16 bytes) ‖ JCS bytes of the stored trace (salt excluded)
 //! ```
@@ -24,11 +26,14 @@
 //! A frame is the unit of atomicity: one group commit writes one or more
 //! whole frames, then syncs. Recovery accepts a frame only when its magic,
 //! length, CRC, index continuity and record lengths all check out.
+//! `synced_upto` tells a torn tail from corruption: a damaged frame at offset
+//! B followed by an intact frame whose `synced_upto` > B had been durable
+//! before that frame was written, so its damage is not a torn write.
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"RGSEG\0\0\x01";
 pub const FRAME_MAGIC: &[u8; 4] = b"RGFR";
 pub const HEADER_LEN: usize = 64;
-pub const FRAME_HEADER_LEN: usize = 32;
+pub const FRAME_HEADER_LEN: usize = 40;
 /// Larger frames are split; also the bound recovery trusts.
 pub const MAX_FRAME_BODY: usize = 16 * 1024 * 1024;
 
@@ -101,7 +106,7 @@ impl FrameWriter {
         self.count = 0;
     }
 
-    pub fn begin(&mut self, first_index: u64, received_at: i64) {
+    pub fn begin(&mut self, first_index: u64, received_at: i64, synced_upto: u64) {
         self.start = self.buf.len();
         self.count = 0;
         self.buf.extend_from_slice(FRAME_MAGIC);
@@ -109,6 +114,7 @@ impl FrameWriter {
         self.buf.extend_from_slice(&[0; 4]);
         self.buf.extend_from_slice(&first_index.to_le_bytes());
         self.buf.extend_from_slice(&received_at.to_le_bytes());
+        self.buf.extend_from_slice(&synced_upto.to_le_bytes());
     }
 
     pub fn body_len(&self) -> usize {
@@ -148,6 +154,7 @@ pub struct FrameHeader {
     pub count: u32,
     pub first_index: u64,
     pub received_at: i64,
+    pub synced_upto: u64,
 }
 
 impl FrameHeader {
@@ -169,6 +176,7 @@ impl FrameHeader {
             count,
             first_index: u64_at(h, 16),
             received_at: u64_at(h, 24) as i64,
+            synced_upto: u64_at(h, 32),
         })
     }
 
@@ -235,7 +243,7 @@ mod tests {
     #[test]
     fn frame_round_trip() {
         let mut w = FrameWriter::new();
-        w.begin(7, 99);
+        w.begin(7, 99, 64);
         w.record(&[1; 16], |b| b.extend_from_slice(b"{\"a\":1}"));
         w.record(&[2; 16], |b| b.extend_from_slice(b"{}"));
         w.finish();

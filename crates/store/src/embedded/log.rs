@@ -40,6 +40,8 @@ struct Segment {
     header: SegmentHeader,
     file: Arc<dyn VFile>,
     index: RwLock<SegIndex>,
+    /// File offset up to which every byte is known durable.
+    durable_upto: AtomicU64,
 }
 
 impl Segment {
@@ -158,6 +160,7 @@ impl Log {
                 header,
                 file,
                 index: RwLock::new(index),
+                durable_upto: AtomicU64::new(end),
             }));
         }
         let bytes: u64 = segments.iter().map(|s| s.file.len().unwrap_or(0)).sum();
@@ -166,6 +169,8 @@ impl Log {
         let bytes = Arc::new(AtomicU64::new(bytes));
         let (tx, rx) = mpsc::channel(1024);
         let poison: Poison = Arc::default();
+        let (synced_tx, synced_rx) = std::sync::mpsc::sync_channel(4);
+        let (spare_tx, spare_rx) = std::sync::mpsc::sync_channel(8);
         let writer = Writer {
             name: name.clone(),
             dir,
@@ -179,25 +184,27 @@ impl Log {
             last_time,
             poison: poison.clone(),
             frame: FrameWriter::new(),
+            synced: synced_tx,
+            spare: spare_rx,
         };
         let syncer = Syncer {
             name: name.clone(),
             size: size.clone(),
             bytes: bytes.clone(),
             poison,
+            spare: spare_tx,
         };
         let spawn_err = |source| OpenError::Io {
             path: PathBuf::from("<writer thread>"),
             source,
         };
-        let (synced_tx, synced_rx) = std::sync::mpsc::sync_channel(4);
         let syncer = std::thread::Builder::new()
             .name(format!("registre-sync-{name}"))
             .spawn(move || syncer.run(synced_rx))
             .map_err(spawn_err)?;
         let writer = std::thread::Builder::new()
             .name(format!("registre-writer-{name}"))
-            .spawn(move || writer.run(rx, synced_tx))
+            .spawn(move || writer.run(rx))
             .map_err(spawn_err)?;
         Ok(Log {
             name,
@@ -448,11 +455,21 @@ fn scan(
     while pos < len {
         let frame_start = pos;
         let bad = |reason: &str| -> Result<(), OpenError> {
-            if is_last {
-                Ok(())
-            } else {
-                Err(corrupt(frame_start, reason.to_owned()))
+            if !is_last {
+                return Err(corrupt(frame_start, reason.to_owned()));
             }
+            // A torn tail, unless an intact frame further on proves this one
+            // had been durable before it was written.
+            if let Some((at, upto)) = later_proof(file, frame_start, len) {
+                return Err(corrupt(
+                    frame_start,
+                    format!(
+                        "{reason}, yet the intact frame at byte {at} was written after \
+                         this region was durable (up to byte {upto}): this is damage, not a torn write"
+                    ),
+                ));
+            }
+            Ok(())
         };
         if len - pos < FRAME_HEADER_LEN as u64 {
             bad("truncated frame header")?;
@@ -518,6 +535,32 @@ fn scan(
     Ok((ix, pos, next))
 }
 
+/// Looks past a damaged frame at `from` for an intact frame whose
+/// `synced_upto` is beyond `from`; returns its offset and `synced_upto`.
+fn later_proof(file: &dyn VFile, from: u64, len: u64) -> Option<(u64, u64)> {
+    let mut rest = vec![0u8; usize::try_from(len.checked_sub(from)?).ok()?];
+    file.read_exact_at(&mut rest, from).ok()?;
+    let mut i = 1;
+    while i + FRAME_HEADER_LEN <= rest.len() {
+        if &rest[i..i + 4] == super::format::FRAME_MAGIC {
+            let mut h = [0u8; FRAME_HEADER_LEN];
+            h.copy_from_slice(&rest[i..i + FRAME_HEADER_LEN]);
+            if let Ok(fh) = FrameHeader::decode(&h) {
+                let body_start = i + FRAME_HEADER_LEN;
+                let body_end = body_start + fh.body_len as usize;
+                if body_end <= rest.len()
+                    && fh.check(&h, &rest[body_start..body_end])
+                    && fh.synced_upto > from
+                {
+                    return Some((from + i as u64, fh.synced_upto));
+                }
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
 fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
 }
@@ -553,11 +596,25 @@ struct Writer {
     last_time: i64,
     poison: Poison,
     frame: FrameWriter,
+    synced: std::sync::mpsc::SyncSender<ToSync>,
+    /// Frame buffers handed back by the syncer, to reuse.
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
 }
 
-/// A group written to the page cache, waiting for its sync.
+/// What the sequencer hands to the syncer, in order.
+enum ToSync {
+    Group(Written),
+    /// Answered once every group before it is durable (or failed): a segment
+    /// is complete on disk before the next one is created.
+    Barrier(std::sync::mpsc::SyncSender<Result<(), String>>),
+}
+
+/// An encoded group, waiting to be written and synced.
 struct Written {
     seg: Arc<Segment>,
+    /// Encoded frames and where they go in the segment file.
+    buf: Vec<u8>,
+    offset: u64,
     received_at: i64,
     pending: Vec<Pending>,
     replies: Vec<(Reply, Vec<(usize, Receipt)>)>,
@@ -573,11 +630,7 @@ struct Pending {
 }
 
 impl Writer {
-    fn run(
-        mut self,
-        mut rx: mpsc::Receiver<Request>,
-        synced: std::sync::mpsc::SyncSender<Written>,
-    ) {
+    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         while let Some(first) = rx.blocking_recv() {
             let mut n = first.traces.len();
             let mut group = vec![first];
@@ -599,7 +652,9 @@ impl Writer {
             }
             match self.write_group(group) {
                 Ok(w) => {
-                    if let Err(std::sync::mpsc::SendError(w)) = synced.send(w) {
+                    if let Err(std::sync::mpsc::SendError(ToSync::Group(w))) =
+                        self.synced.send(ToSync::Group(w))
+                    {
                         for (r, _) in w.replies {
                             let _ = r.send(Err(AppendError::ShuttingDown));
                         }
@@ -660,8 +715,9 @@ impl Writer {
         let received_at = format_received_at(now);
         let millis = (now / 1000).max(0) as u64;
 
+        let synced_upto = seg.durable_upto.load(Ordering::Acquire);
         self.frame.clear();
-        self.frame.begin(self.next_index, now);
+        self.frame.begin(self.next_index, now, synced_upto);
         let mut pending: Vec<Pending> = Vec::with_capacity(total);
         let mut replies = Vec::with_capacity(group.len());
         let mut index = self.next_index;
@@ -671,7 +727,7 @@ impl Writer {
             for (pos, trace) in req.traces {
                 if self.frame.body_len() > MAX_FRAME_BODY - 64 * 1024 {
                     self.frame.finish();
-                    self.frame.begin(index, now);
+                    self.frame.begin(index, now, synced_upto);
                 }
                 let mut salt: Salt = [0; 16];
                 salt.copy_from_slice(&random[r..r + 16]);
@@ -702,14 +758,17 @@ impl Writer {
         }
         self.frame.finish();
 
-        if let Err(e) = seg.file.write_all_at(&self.frame.buf, self.write_pos) {
-            return Err((e, replies.into_iter().map(|(r, _)| r).collect()));
-        }
-        let bytes = self.frame.buf.len() as u64;
+        let mut fresh = self.spare.try_recv().unwrap_or_default();
+        fresh.clear();
+        let buf = std::mem::replace(&mut self.frame.buf, fresh);
+        let bytes = buf.len() as u64;
+        let offset = self.write_pos;
         self.write_pos += bytes;
         self.next_index = index;
         Ok(Written {
             seg,
+            buf,
+            offset,
             received_at: now,
             pending,
             replies,
@@ -721,6 +780,23 @@ impl Writer {
     /// Starts a new segment at the next index (or rewrites the header of an
     /// empty active segment).
     fn roll(&mut self, period_start: i64) -> std::io::Result<()> {
+        // The current segment must be whole on disk before the next exists:
+        // recovery treats damage in any segment but the newest as corruption.
+        if self
+            .active
+            .as_ref()
+            .is_some_and(|s| s.header.first_index < self.next_index)
+        {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            self.synced
+                .send(ToSync::Barrier(tx))
+                .map_err(|_| std::io::Error::other("the syncer stopped"))?;
+            match rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(why)) => return Err(std::io::Error::other(why)),
+                Err(_) => return Err(std::io::Error::other("the syncer stopped")),
+            }
+        }
         let header = SegmentHeader {
             first_index: self.next_index,
             period_start,
@@ -740,6 +816,7 @@ impl Writer {
             header,
             file,
             index: RwLock::new(SegIndex::default()),
+            durable_upto: AtomicU64::new(HEADER_LEN as u64),
         });
         {
             let mut segs = self.segments.write().unwrap_or_else(|p| p.into_inner());
@@ -765,56 +842,88 @@ struct Syncer {
     size: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
     poison: Poison,
+    spare: std::sync::mpsc::SyncSender<Vec<u8>>,
 }
 
 impl Syncer {
-    fn run(self, rx: std::sync::mpsc::Receiver<Written>) {
+    fn run(self, rx: std::sync::mpsc::Receiver<ToSync>) {
         while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            while let Ok(w) = rx.try_recv() {
-                batch.push(w);
+            let mut items = vec![first];
+            while let Ok(x) = rx.try_recv() {
+                items.push(x);
             }
-            if let Some(why) = poisoned(&self.poison) {
-                fail_all(batch, &why);
-                continue;
-            }
-            // Sync each file once, in order; a group is durable when the sync
-            // of its file started after its write, which holds for every
-            // group received here.
-            let mut synced: Vec<*const Segment> = Vec::new();
-            let mut error = None;
-            for w in &batch {
-                let key = Arc::as_ptr(&w.seg);
-                if synced.contains(&key) {
-                    continue;
-                }
-                if let Err(e) = w.seg.file.sync_data() {
-                    error = Some(e);
-                    break;
-                }
-                synced.push(key);
-            }
-            if let Some(e) = error {
-                let why = format!("storage error on log {}: {e}", self.name);
-                tracing::error!(log = %self.name, error = %e, "fsync failed; the log refuses appends until restart");
-                set_poison(&self.poison, why.clone());
-                fail_all(batch, &why);
-                continue;
-            }
-            for w in batch {
-                {
-                    let mut ix = w.seg.index_mut();
-                    ix.begin_frame(w.received_at);
-                    for p in w.pending {
-                        ix.add_keys(p.loc, &p.trace_keys);
+            let mut groups = Vec::new();
+            for item in items {
+                match item {
+                    ToSync::Group(w) => groups.push(w),
+                    ToSync::Barrier(reply) => {
+                        self.commit(std::mem::take(&mut groups));
+                        let _ = reply.send(poisoned(&self.poison).map_or(Ok(()), Err));
                     }
                 }
-                self.bytes.fetch_add(w.bytes, Ordering::Relaxed);
-                self.size.store(w.end_index, Ordering::Release);
-                for (reply, receipts) in w.replies {
-                    let _ = reply.send(Ok(receipts));
+            }
+            self.commit(groups);
+        }
+    }
+
+    /// Writes the groups in order, syncs each file once, then publishes and
+    /// acknowledges them in order.
+    fn commit(&self, batch: Vec<Written>) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Some(why) = poisoned(&self.poison) {
+            fail_all(batch, &why);
+            return;
+        }
+        let mut files: Vec<*const Segment> = Vec::new();
+        let mut result = Ok(());
+        for w in &batch {
+            result = w.seg.file.write_all_at(&w.buf, w.offset);
+            if result.is_err() {
+                break;
+            }
+            let key = Arc::as_ptr(&w.seg);
+            if !files.contains(&key) {
+                files.push(key);
+            }
+        }
+        if result.is_ok() {
+            // Sync each file once, in order; every write above completed
+            // before its file's sync starts.
+            for key in &files {
+                if let Some(w) = batch.iter().find(|w| Arc::as_ptr(&w.seg) == *key) {
+                    result = w.seg.file.sync_data();
+                    if result.is_err() {
+                        break;
+                    }
                 }
             }
+        }
+        if let Err(e) = result {
+            let why = format!("storage error on log {}: {e}", self.name);
+            tracing::error!(log = %self.name, error = %e, "write or fsync failed; the log refuses appends until restart");
+            set_poison(&self.poison, why.clone());
+            fail_all(batch, &why);
+            return;
+        }
+        for w in batch {
+            w.seg
+                .durable_upto
+                .fetch_max(w.offset + w.bytes, Ordering::AcqRel);
+            {
+                let mut ix = w.seg.index_mut();
+                ix.begin_frame(w.received_at);
+                for p in w.pending {
+                    ix.add_keys(p.loc, &p.trace_keys);
+                }
+            }
+            self.bytes.fetch_add(w.bytes, Ordering::Relaxed);
+            self.size.store(w.end_index, Ordering::Release);
+            for (reply, receipts) in w.replies {
+                let _ = reply.send(Ok(receipts));
+            }
+            let _ = self.spare.try_send(w.buf);
         }
     }
 }
