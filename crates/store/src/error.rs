@@ -19,7 +19,7 @@ pub enum OpenError {
         source: io::Error,
     },
     #[error(
-        "corrupt data in {path} at byte {offset}: {reason}; run `registre verify --data` and restore this file from a backup"
+        "corrupt data in {path} at byte {offset}: {reason}; registre will not guess: restore this file from a backup (docs/format.md describes the layout)"
     )]
     Corrupt {
         path: PathBuf,
