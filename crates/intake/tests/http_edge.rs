@@ -95,7 +95,8 @@ fn problem(body: &str) -> serde_json::Value {
 #[tokio::test]
 async fn content_fields_refused_everywhere_and_nothing_stored() {
     let (st, _) = memory_state();
-    let placements: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    type Place = Box<dyn Fn(&mut serde_json::Value)>;
+    let placements: Vec<(&str, Place)> = vec![
         ("subject", Box::new(|v| v["subject"] = CANARY.into())),
         ("body", Box::new(|v| v["body"] = CANARY.into())),
         (
