@@ -17,14 +17,14 @@ use crate::CliError;
 pub struct ServerArgs {
     /// Base URL of the registre server.
     #[arg(long, env = "REGISTRE_SERVER", default_value = "http://127.0.0.1:7380")]
-    server: String,
+    pub server: String,
     /// File holding the bearer token (default: registre-data/admin-token).
     #[arg(long, env = "REGISTRE_TOKEN_FILE")]
-    token_file: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
 }
 
 impl ServerArgs {
-    fn token(&self) -> Result<String, CliError> {
+    pub fn token(&self) -> Result<String, CliError> {
         if let Ok(t) = std::env::var("REGISTRE_TOKEN")
             && !t.trim().is_empty()
         {
@@ -46,7 +46,7 @@ impl ServerArgs {
         Ok(t.trim().to_owned())
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server.trim_end_matches('/'))
     }
 }
@@ -325,7 +325,7 @@ pub async fn search(args: SearchArgs) -> Result<(), CliError> {
     let mut out = std::io::BufWriter::new(out.lock());
     let write_err = |e: std::io::Error| CliError::with("cannot write the output", &e);
     if let Format::Csv = args.format {
-        write!(out, "{}\r\n", CSV_COLUMNS.join(",")).map_err(write_err)?;
+        write!(out, "{}\r\n", crate::csv::CSV_COLUMNS.join(",")).map_err(write_err)?;
     }
     let mut printed = 0usize;
     let mut cursor: Option<String> = None;
@@ -360,7 +360,7 @@ pub async fn search(args: SearchArgs) -> Result<(), CliError> {
         for t in &traces {
             match args.format {
                 Format::Jsonl => writeln!(out, "{t}").map_err(write_err)?,
-                Format::Csv => write!(out, "{}\r\n", csv_row(t)).map_err(write_err)?,
+                Format::Csv => write!(out, "{}\r\n", crate::csv::csv_row(t)).map_err(write_err)?,
                 Format::Table => table.push(table_row(t)),
             }
         }
@@ -378,73 +378,8 @@ pub async fn search(args: SearchArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Columns of `--format csv` (documented in docs/format.md).
-pub const CSV_COLUMNS: [&str; 16] = [
-    "log",
-    "index",
-    "id",
-    "received_at",
-    "occurred_at",
-    "class",
-    "action",
-    "actor_id",
-    "actor_id_type",
-    "actor_auth",
-    "mailbox",
-    "folder",
-    "uids",
-    "patient_id",
-    "request",
-    "response_status",
-];
-
 fn s(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn csv_row(t: &Value) -> String {
-    let cells = [
-        s(&t["log"]),
-        s(&t["index"]),
-        s(&t["id"]),
-        s(&t["received_at"]),
-        s(&t["occurred_at"]),
-        s(&t["class"]),
-        s(&t["action"]),
-        s(&t["actor"]["id"]),
-        s(&t["actor"]["id_type"]),
-        s(&t["actor"]["auth"]),
-        s(&t["target"]["mailbox"]),
-        s(&t["target"]["folder"]),
-        s(&t["target"]["uids"]),
-        s(&t["target"]["patient"]["id"]),
-        s(&t["request"]),
-        s(&t["response"]["status"]),
-    ];
-    cells
-        .iter()
-        .map(|c| csv_cell(c))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// RFC 4180 quoting; cells starting with a formula character are prefixed
-/// with `'` so a spreadsheet never evaluates them.
-fn csv_cell(c: &str) -> String {
-    let c = if c.starts_with(['=', '+', '-', '@', '\t', '\r']) && c.parse::<f64>().is_err() {
-        format!("'{c}")
-    } else {
-        c.to_owned()
-    };
-    if c.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", c.replace('"', "\"\""))
-    } else {
-        c
-    }
+    crate::csv::cell_text(v)
 }
 
 fn table_row(t: &Value) -> [String; 8] {
@@ -509,7 +444,7 @@ fn print_table(out: &mut impl Write, rows: &[[String; 8]]) -> std::io::Result<()
     Ok(())
 }
 
-fn date_or_datetime(v: &str) -> String {
+pub fn date_or_datetime(v: &str) -> String {
     let b = v.as_bytes();
     if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
         format!("{v}T00:00:00Z")
@@ -518,21 +453,21 @@ fn date_or_datetime(v: &str) -> String {
     }
 }
 
-fn problem_detail(text: &str) -> String {
+pub fn problem_detail(text: &str) -> String {
     serde_json::from_str::<Value>(text)
         .ok()
         .and_then(|v| v["detail"].as_str().map(str::to_owned))
         .unwrap_or_else(|| text.chars().take(500).collect())
 }
 
-fn http_client() -> Result<reqwest::Client, CliError> {
+pub fn http_client() -> Result<reqwest::Client, CliError> {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()
         .map_err(|e| CliError::with("cannot build the HTTP client", &e))
 }
 
-fn progress(total: Option<u64>) -> ProgressBar {
+pub fn progress(total: Option<u64>) -> ProgressBar {
     let bar = match total {
         Some(n) => ProgressBar::new(n),
         None => ProgressBar::new_spinner(),

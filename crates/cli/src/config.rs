@@ -23,6 +23,9 @@ pub struct Config {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data: PathBuf,
+    /// Instance name: checkpoints of class C have origin
+    /// `<instance>/registre/<C>`; the signing key is `<instance>/registre`.
+    pub instance: String,
     /// Serve plain HTTP on a non-loopback address (TLS arrives with the
     /// access issue; until then, put a TLS proxy in front).
     pub allow_plain_http: bool,
@@ -36,6 +39,8 @@ pub struct StoreConfig {
     /// `1 hour`, `7 days`…
     pub segment_period: String,
     pub max_segment_mib: u64,
+    /// A signed checkpoint is issued this often while a log grows.
+    pub checkpoint_interval: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -51,6 +56,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7380)),
             data: PathBuf::from("registre-data"),
+            instance: "localhost".into(),
             allow_plain_http: false,
         }
     }
@@ -62,6 +68,7 @@ impl Default for StoreConfig {
             kind: "embedded".into(),
             segment_period: "1 day".into(),
             max_segment_mib: 1024,
+            checkpoint_interval: "10 seconds".into(),
         }
     }
 }
@@ -118,6 +125,17 @@ impl Config {
         }
         self.segment_period_secs()
             .map_err(|m| invalid(format!("[store] segment_period: {m}")))?;
+        parse_period(&self.store.checkpoint_interval)
+            .map_err(|m| invalid(format!("[store] checkpoint_interval: {m}")))?;
+        let name = format!("{}/registre", self.server.instance);
+        if self.server.instance.is_empty()
+            || name.contains(|c: char| c.is_whitespace() || c == '+' || c.is_control())
+        {
+            return Err(invalid(
+                "[server] instance must be non-empty, without spaces or '+' (e.g. hopital-nord.example)"
+                    .into(),
+            ));
+        }
         for name in self.classes.keys() {
             ClassName::new(name).map_err(|e| invalid(format!("[classes.{name}]: {e}")))?;
         }

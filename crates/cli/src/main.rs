@@ -3,7 +3,11 @@
 
 mod client;
 mod config;
+mod csv;
+mod export;
+mod keys;
 mod serve;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +24,9 @@ Getting started:
   registre serve                       # embedded journal in ./registre-data, API on 127.0.0.1:7380
   registre append traces.jsonl         # send JSON Lines traces to the server
   registre search --actor 810001234567 # who did what, newest first
+  registre export --actor 810001234567 --out dossier-2026-42   # bundle for a judge
+  registre verify dossier-2026-42      # anyone can check it, offline
+  registre verify --data registre-data # check the whole journal
 
 Each command has its own --help with examples.";
 
@@ -35,6 +42,10 @@ enum Command {
     Serve(serve::ServeArgs),
     Append(client::AppendArgs),
     Search(client::SearchArgs),
+    Export(export::ExportArgs),
+    Verify(verify::VerifyArgs),
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +74,9 @@ fn main() -> ExitCode {
             Command::Serve(a) => serve::run(a).await.map(|()| ExitCode::SUCCESS),
             Command::Append(a) => client::append(a).await,
             Command::Search(a) => client::search(a).await.map(|()| ExitCode::SUCCESS),
+            Command::Export(a) => export::run(a).await.map(|()| ExitCode::SUCCESS),
+            Command::Verify(a) => verify::run(a).await,
+            Command::Keys(k) => keys::run(k).map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

@@ -70,6 +70,11 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let mut opts = EmbeddedOptions::new(policies.iter().map(|p| p.name.clone()).collect());
     opts.segment_period_secs = period;
     opts.max_segment_bytes = cfg.store.max_segment_mib.max(1) << 20;
+    opts.instance = cfg.server.instance.clone();
+    opts.checkpoint_interval = std::time::Duration::from_secs(
+        crate::config::parse_period(&cfg.store.checkpoint_interval)
+            .map_err(|m| CliError::new(format!("[store] checkpoint_interval: {m}")))?,
+    );
 
     let store = tokio::task::block_in_place(|| EmbeddedStore::open(&data, opts)).map_err(|e| {
         CliError::with(format!("cannot open the journal in {}", data.display()), &e)
@@ -110,6 +115,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         "  admin token: {} (send it as `Authorization: Bearer …`)",
         token_path.display()
     );
+    eprintln!("  checkpoint verifier key: {}", store.verifier_key());
     eprintln!("listening on http://{local}  (API description: http://{local}/openapi.json)");
 
     let state = Arc::new(AppState {

@@ -59,3 +59,15 @@ pub enum SearchError {
         reason: String,
     },
 }
+
+/// An integrity request (tile, proof, checkpoint) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IntegrityError {
+    #[error("unknown log `{0}`")]
+    UnknownLog(String),
+    #[error("{0}")]
+    OutOfRange(String),
+    #[error("storage error: {0}")]
+    Io(#[from] io::Error),
+}

@@ -12,14 +12,18 @@
 mod cursor;
 mod embedded;
 mod error;
+pub mod keys;
 mod query;
 mod store;
 pub mod vfs;
 
 pub use cursor::Cursor;
-pub use embedded::{EmbeddedOptions, EmbeddedStore};
-pub use error::{AppendError, OpenError, SearchError};
+pub use embedded::SignedCheckpoint;
+pub use embedded::{
+    EmbeddedOptions, EmbeddedStore, Failure, Report, commitment, data_dir_bytes, verify_data_dir,
+};
+pub use error::{AppendError, IntegrityError, OpenError, SearchError};
 pub use query::{Page, Query, StoredRecord};
-pub use store::{BoxFuture, LogStats, Receipt, Store};
+pub use store::{BoxFuture, LogInfo, LogStats, Receipt, Store};
 
 pub use registre_model::{ClassName, StoredTrace, Trace};

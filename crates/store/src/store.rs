@@ -7,7 +7,10 @@ use registre_model::{ClassName, Trace};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{AppendError, Page, Query, SearchError};
+use registre_log::merkle::Hash;
+use registre_log::tile::TilePath;
+
+use crate::{AppendError, IntegrityError, Page, Query, SearchError, SignedCheckpoint};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -48,4 +51,49 @@ pub trait Store: Send + Sync + 'static {
     fn classes(&self) -> Vec<ClassName>;
 
     fn stats(&self) -> Vec<LogStats>;
+
+    /// Each log's origin, size and latest checkpoint.
+    fn logs(&self) -> Vec<LogInfo>;
+
+    /// The verifier key of the checkpoint signer
+    /// (`<name>+<hex key id>+<base64(0x01‖pubkey)>`).
+    fn verifier_key(&self) -> String;
+
+    /// The latest checkpoint of `log`; with `fresh`, first issue a new one if
+    /// the log grew since (checkpoints on demand).
+    fn checkpoint(
+        &self,
+        log: &str,
+        fresh: bool,
+    ) -> BoxFuture<'_, Result<Option<SignedCheckpoint>, IntegrityError>>;
+
+    /// Every checkpoint ever issued for `log`, oldest first.
+    fn checkpoint_history(&self, log: &str) -> Result<Vec<SignedCheckpoint>, IntegrityError>;
+
+    /// The bytes of a tile or entry bundle (C2SP tlog-tiles).
+    fn tile(&self, log: &str, tile: TilePath) -> Result<Vec<u8>, IntegrityError>;
+
+    /// RFC 6962 inclusion proof of `index` in the tree of `size` leaves.
+    fn inclusion_proof(
+        &self,
+        log: &str,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<Hash>, IntegrityError>;
+
+    /// RFC 6962 consistency proof between two tree sizes.
+    fn consistency_proof(&self, log: &str, from: u64, to: u64)
+    -> Result<Vec<Hash>, IntegrityError>;
+}
+
+/// A log as the integrity surface describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogInfo {
+    pub log: ClassName,
+    /// Checkpoint origin line.
+    pub origin: String,
+    /// Durable traces (tree size).
+    pub size: u64,
+    /// Size of the latest signed checkpoint (0 when none yet).
+    pub checkpoint_size: u64,
 }

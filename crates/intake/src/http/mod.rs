@@ -4,10 +4,16 @@
 //! |---|---|---|
 //! | `POST /v1/traces` | one trace or an array; `201` after durability | bearer |
 //! | `GET /v1/traces` | search, newest first, cursor paging | bearer |
+//! | `GET /v1/logs` | each log's origin, size, checkpoint size, verifier key | bearer |
+//! | `GET /v1/proofs/inclusion` | RFC 6962 inclusion proof | bearer |
+//! | `GET /v1/proofs/consistency` | RFC 6962 consistency proof | bearer |
+//! | `GET /logs/{log}/checkpoint` | latest signed checkpoint (C2SP) | none |
+//! | `GET /logs/{log}/tile/…` | C2SP tlog-tiles and entry bundles | none |
 //! | `GET /healthz` | liveness and readiness | none |
 //! | `GET /metrics` | Prometheus text | none |
 //! | `GET /openapi.json` | OpenAPI 3.1 of this API | none |
 
+mod integrity;
 mod problem;
 mod search;
 mod traces;
@@ -53,9 +59,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/traces",
             get(search::search_traces).post(traces::post_traces),
         )
+        .route("/v1/logs", get(integrity::logs))
+        .route("/v1/proofs/inclusion", get(integrity::inclusion))
+        .route("/v1/proofs/consistency", get(integrity::consistency))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(v1)
+        .route("/logs/{log}/checkpoint", get(integrity::checkpoint))
+        .route("/logs/{log}/tile/{*rest}", get(integrity::tile))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
@@ -112,6 +123,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let route: &'static str = match req.extensions().get::<MatchedPath>().map(|m| m.as_str()) {
         Some("/v1/traces") => "/v1/traces",
+        Some("/v1/logs") => "/v1/logs",
+        Some("/v1/proofs/inclusion") => "/v1/proofs/inclusion",
+        Some("/v1/proofs/consistency") => "/v1/proofs/consistency",
+        Some("/logs/{log}/checkpoint") => "/logs/{log}/checkpoint",
+        Some("/logs/{log}/tile/{*rest}") => "/logs/{log}/tile",
         Some("/healthz") => "/healthz",
         Some("/metrics") => "/metrics",
         Some("/openapi.json") => "/openapi.json",

@@ -1,5 +1,6 @@
 //! `GET /v1/traces`: search, newest first, cursor paging.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
@@ -15,26 +16,92 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
 
 const PARAMS: &[&str] = &[
-    "actor", "mailbox", "patient", "action", "class", "since", "until", "limit", "cursor",
+    "actor", "mailbox", "patient", "action", "class", "since", "until", "limit", "cursor", "proofs",
 ];
 
 #[derive(Serialize)]
 struct PageBody {
-    traces: Vec<StoredRecord>,
+    traces: Vec<Hit>,
     next: Option<String>,
+    /// With `proofs=true`: the signed checkpoint each proof leads to, by log.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    checkpoints: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct Hit {
+    #[serde(flatten)]
+    record: StoredRecord,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proof: Option<ProofBody>,
+}
+
+/// An RFC 6962 inclusion proof of the trace in the tree of `size` leaves,
+/// whose signed checkpoint is in the page's `checkpoints`.
+#[derive(Serialize)]
+struct ProofBody {
+    size: u64,
+    hashes: Vec<String>,
 }
 
 pub async fn search_traces(State(st): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Response {
-    let q = match parse_query(&st, raw.as_deref().unwrap_or("")) {
+    let raw = raw.as_deref().unwrap_or("");
+    let with_proofs = form_urlencoded::parse(raw.as_bytes())
+        .any(|(k, v)| k == "proofs" && (v == "true" || v == "1"));
+    let q = match parse_query(&st, raw) {
         Ok(q) => q,
         Err(p) => return p.into_response(),
     };
     match st.store.search(q).await {
-        Ok(page) => axum::Json(PageBody {
-            traces: page.traces,
-            next: page.next.map(|c| c.encode()),
-        })
-        .into_response(),
+        Ok(page) => {
+            let next = page.next.map(|c| c.encode());
+            let mut checkpoints = BTreeMap::new();
+            let mut hits = Vec::with_capacity(page.traces.len());
+            if with_proofs {
+                // One checkpoint per log, covering the newest trace of the page.
+                let mut newest: BTreeMap<String, u64> = BTreeMap::new();
+                for r in &page.traces {
+                    let e = newest.entry(r.trace.log.as_str().to_owned()).or_default();
+                    *e = (*e).max(r.trace.index);
+                }
+                let mut sizes = BTreeMap::new();
+                for (log, index) in newest {
+                    match super::integrity::covering_checkpoint(&st, &log, index).await {
+                        Ok(cp) => {
+                            sizes.insert(log.clone(), cp.size);
+                            checkpoints.insert(log, cp.note);
+                        }
+                        Err(p) => return p.into_response(),
+                    }
+                }
+                for record in page.traces {
+                    let log = record.trace.log.as_str().to_owned();
+                    let size = sizes.get(&log).copied().unwrap_or(0);
+                    let proof = match st.store.inclusion_proof(&log, record.trace.index, size) {
+                        Ok(h) => ProofBody {
+                            size,
+                            hashes: super::integrity::b64(&h),
+                        },
+                        Err(e) => return super::integrity::integrity_problem(e).into_response(),
+                    };
+                    hits.push(Hit {
+                        record,
+                        proof: Some(proof),
+                    });
+                }
+            } else {
+                hits.extend(page.traces.into_iter().map(|record| Hit {
+                    record,
+                    proof: None,
+                }));
+            }
+            axum::Json(PageBody {
+                traces: hits,
+                next,
+                checkpoints,
+            })
+            .into_response()
+        }
         Err(SearchError::BadCursor(why)) => Problem::bad_request(
             "bad-cursor",
             format!("invalid cursor ({why}); pass the `next` value of the previous page as is"),
@@ -123,6 +190,12 @@ pub fn parse_query(st: &AppState, raw: &str) -> Result<Query, Problem> {
                             format!("`limit` must be an integer from 1 to {MAX_LIMIT}"),
                         )
                     })?
+            }
+            "proofs" if !matches!(v.as_str(), "true" | "false" | "1" | "0") => {
+                return Err(Problem::bad_request(
+                    "bad-parameter",
+                    "`proofs` is true or false",
+                ));
             }
             "cursor" => {
                 q.cursor = Some(Cursor::decode(&v).map_err(|e| {

@@ -14,10 +14,14 @@ use super::format::{
     FRAME_HEADER_LEN, FrameHeader, FrameWriter, HEADER_LEN, MAX_FRAME_BODY, SegmentHeader,
 };
 use super::index::{Key, Keys, Loc, SegIndex, key_hash, keys_of};
+use super::tree::Tree;
 use crate::vfs::{VFile, Vfs};
 use crate::{AppendError, LogStats, OpenError, Query, Receipt, SearchError, StoredRecord};
+use registre_log::merkle::Hash;
 
 pub struct LogOptions {
+    /// The checkpoint origin of this log (`<instance>/registre/<class>`).
+    pub origin: String,
     pub period_micros: i64,
     pub max_segment_bytes: u64,
     pub max_group: usize,
@@ -55,6 +59,7 @@ impl Segment {
 
 pub struct Log {
     name: ClassName,
+    pub tree: Arc<Tree>,
     segments: Arc<RwLock<Vec<Arc<Segment>>>>,
     size: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
@@ -163,6 +168,39 @@ impl Log {
                 durable_upto: AtomicU64::new(end),
             }));
         }
+        let tree = {
+            let segs = &segments;
+            let mut buf = Vec::new();
+            let check_from = segs.last().map_or(0, |s| s.header.first_index);
+            Tree::open(
+                &dir,
+                &*vfs,
+                opts.origin.clone(),
+                next_index,
+                check_from,
+                |i| {
+                    let seg = segs
+                        .iter()
+                        .rev()
+                        .find(|s| s.header.first_index <= i)
+                        .ok_or_else(|| OpenError::Corrupt {
+                            path: dir.clone(),
+                            offset: 0,
+                            reason: format!("no segment holds index {i}"),
+                        })?;
+                    let loc = seg.index().locs[(i - seg.header.first_index) as usize];
+                    buf.resize(loc.len as usize, 0);
+                    seg.file
+                        .read_exact_at(&mut buf, loc.offset)
+                        .map_err(|source| OpenError::Io {
+                            path: dir.clone(),
+                            source,
+                        })?;
+                    Ok(commitment(&buf))
+                },
+            )?
+        };
+        let tree = Arc::new(tree);
         let bytes: u64 = segments.iter().map(|s| s.file.len().unwrap_or(0)).sum();
         let segments = Arc::new(RwLock::new(segments));
         let size = Arc::new(AtomicU64::new(next_index));
@@ -188,6 +226,7 @@ impl Log {
             spare: spare_rx,
         };
         let syncer = Syncer {
+            tree: tree.clone(),
             name: name.clone(),
             size: size.clone(),
             bytes: bytes.clone(),
@@ -208,6 +247,7 @@ impl Log {
             .map_err(spawn_err)?;
         Ok(Log {
             name,
+            tree,
             segments,
             size,
             bytes,
@@ -561,6 +601,13 @@ fn later_proof(file: &dyn VFile, from: u64, len: u64) -> Option<(u64, u64)> {
     None
 }
 
+/// A trace's commitment: SHA-256 of its record bytes, which are exactly
+/// `salt ‖ JCS(trace without salt)` (DESIGN §4).
+pub fn commitment(record: &[u8]) -> Hash {
+    use sha2::Digest;
+    sha2::Sha256::digest(record).into()
+}
+
 fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
 }
@@ -615,6 +662,9 @@ struct Written {
     /// Encoded frames and where they go in the segment file.
     buf: Vec<u8>,
     offset: u64,
+    /// Commitments of the group's traces, from `first_index` on.
+    commitments: Vec<Hash>,
+    first_index: u64,
     received_at: i64,
     pending: Vec<Pending>,
     replies: Vec<(Reply, Vec<(usize, Receipt)>)>,
@@ -719,6 +769,8 @@ impl Writer {
         self.frame.clear();
         self.frame.begin(self.next_index, now, synced_upto);
         let mut pending: Vec<Pending> = Vec::with_capacity(total);
+        let mut commitments: Vec<Hash> = Vec::with_capacity(total);
+        let first_index = self.next_index;
         let mut replies = Vec::with_capacity(group.len());
         let mut index = self.next_index;
         let mut r = 0usize;
@@ -737,6 +789,7 @@ impl Writer {
                 let id = uuid::Builder::from_unix_timestamp_millis(millis, &rb).into_uuid();
                 let stored = StoredTrace::new(trace, index, id, received_at.clone());
                 let (off, len) = self.frame.record(&salt, |b| stored.write_canonical(b));
+                commitments.push(commitment(&self.frame.buf[off..off + len as usize]));
                 pending.push(Pending {
                     loc: Loc {
                         offset: self.write_pos + off as u64,
@@ -769,6 +822,8 @@ impl Writer {
             seg,
             buf,
             offset,
+            commitments,
+            first_index,
             received_at: now,
             pending,
             replies,
@@ -838,6 +893,7 @@ impl Writer {
 /// all the groups queued behind each other (group commit), then publishes
 /// them to searches in order and acknowledges them.
 struct Syncer {
+    tree: Arc<Tree>,
     name: ClassName,
     size: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
@@ -878,15 +934,27 @@ impl Syncer {
         }
         let mut files: Vec<*const Segment> = Vec::new();
         let mut result = Ok(());
+        let mut entries: Vec<u8> = Vec::new();
+        let entries_at = batch.first().map_or(0, |w| w.first_index * 32);
         for w in &batch {
             result = w.seg.file.write_all_at(&w.buf, w.offset);
             if result.is_err() {
                 break;
             }
+            for c in &w.commitments {
+                entries.extend_from_slice(c);
+            }
             let key = Arc::as_ptr(&w.seg);
             if !files.contains(&key) {
                 files.push(key);
             }
+        }
+        if result.is_ok() {
+            result = self
+                .tree
+                .entries_file()
+                .write_all_at(&entries, entries_at)
+                .and_then(|()| self.tree.entries_file().sync_data());
         }
         if result.is_ok() {
             // Sync each file once, in order; every write above completed
@@ -918,6 +986,7 @@ impl Syncer {
                     ix.add_keys(p.loc, &p.trace_keys);
                 }
             }
+            self.tree.publish(&w.commitments);
             self.bytes.fetch_add(w.bytes, Ordering::Relaxed);
             self.size.store(w.end_index, Ordering::Release);
             for (reply, receipts) in w.replies {

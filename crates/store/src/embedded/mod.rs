@@ -19,6 +19,8 @@
 mod format;
 mod index;
 mod log;
+mod tree;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions, TryLockError};
@@ -27,15 +29,22 @@ use std::sync::Arc;
 
 use registre_model::{ClassName, Trace};
 
-pub use self::log::LogHit;
 use self::log::{Log, LogOptions};
+pub use self::log::{LogHit, commitment};
+pub use self::tree::SignedCheckpoint;
+pub use self::verify::{Failure, Report, data_dir_bytes, verify_data_dir};
 use crate::vfs::{OsVfs, Vfs};
+use registre_log::merkle::{self, Hash};
+use registre_log::note::Signer;
+use registre_log::tile::TilePath;
+
 use crate::{
-    AppendError, BoxFuture, Cursor, LogStats, OpenError, Page, Query, Receipt, SearchError, Store,
+    AppendError, BoxFuture, Cursor, IntegrityError, LogInfo, LogStats, OpenError, Page, Query,
+    Receipt, SearchError, Store,
 };
 
 /// How the embedded store is run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EmbeddedOptions {
     /// The classes (one log each).
     pub classes: Vec<ClassName>,
@@ -47,6 +56,14 @@ pub struct EmbeddedOptions {
     pub max_segment_bytes: u64,
     /// Most traces one group commit takes.
     pub max_group: usize,
+    /// Instance name: checkpoint origins are `<instance>/registre/<class>`
+    /// and the signing key is named `<instance>/registre`.
+    pub instance: String,
+    /// A new checkpoint is issued this often while a log grows.
+    pub checkpoint_interval: std::time::Duration,
+    /// The checkpoint signer; by default the key in `<data>/keys/` (created
+    /// on first open), or an ephemeral key for `open_with_vfs`.
+    pub signer: Option<Arc<Signer>>,
 }
 
 impl EmbeddedOptions {
@@ -56,6 +73,9 @@ impl EmbeddedOptions {
             segment_period_secs: 86_400,
             max_segment_bytes: 1 << 30,
             max_group: 100_000,
+            instance: "localhost".to_owned(),
+            checkpoint_interval: std::time::Duration::from_secs(10),
+            signer: None,
         }
     }
 }
@@ -63,7 +83,28 @@ impl EmbeddedOptions {
 pub struct EmbeddedStore {
     dir: PathBuf,
     logs: BTreeMap<String, Arc<Log>>,
+    signer: Arc<Signer>,
+    checkpointer: Option<Checkpointer>,
     _lock: Option<File>,
+}
+
+/// Issues a checkpoint of each grown log every interval.
+struct Checkpointer {
+    stop: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.checkpointer.take() {
+            let (lock, cv) = &*c.stop;
+            *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+            cv.notify_all();
+            if let Some(t) = c.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
 }
 
 impl EmbeddedStore {
@@ -89,6 +130,15 @@ impl EmbeddedStore {
             Err(TryLockError::WouldBlock) => return Err(OpenError::Locked(dir.to_owned())),
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
+        let mut opts = opts;
+        if opts.signer.is_none() {
+            let name = format!("{}/registre", opts.instance);
+            let signer = crate::keys::load_or_create(dir, &name).map_err(|e| OpenError::Io {
+                path: crate::keys::key_path(dir),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            opts.signer = Some(Arc::new(signer));
+        }
         let mut store = Self::open_with_vfs(dir, opts, Arc::new(OsVfs))?;
         store._lock = Some(lock);
         Ok(store)
@@ -100,10 +150,22 @@ impl EmbeddedStore {
         opts: EmbeddedOptions,
         vfs: Arc<dyn Vfs>,
     ) -> Result<EmbeddedStore, OpenError> {
+        let signer = match &opts.signer {
+            Some(s) => s.clone(),
+            None => Arc::new(
+                crate::keys::ephemeral(&format!("{}/registre", opts.instance)).map_err(|e| {
+                    OpenError::Io {
+                        path: dir.to_owned(),
+                        source: std::io::Error::other(e.to_string()),
+                    }
+                })?,
+            ),
+        };
         let mut logs = BTreeMap::new();
         for class in &opts.classes {
             let log_dir = dir.join("logs").join(class.as_str());
             let lopts = LogOptions {
+                origin: format!("{}/registre/{}", opts.instance, class.as_str()),
                 period_micros: (opts.segment_period_secs.max(1) as i64).saturating_mul(1_000_000),
                 max_segment_bytes: opts.max_segment_bytes,
                 max_group: opts.max_group.max(1),
@@ -111,11 +173,34 @@ impl EmbeddedStore {
             let log = Log::open(class.clone(), log_dir, vfs.clone(), lopts)?;
             logs.insert(class.as_str().to_owned(), Arc::new(log));
         }
+        let checkpointer = Some(spawn_checkpointer(
+            logs.values().cloned().collect(),
+            signer.clone(),
+            opts.checkpoint_interval,
+        ));
         Ok(EmbeddedStore {
             dir: dir.to_owned(),
             logs,
+            signer,
+            checkpointer,
             _lock: None,
         })
+    }
+
+    fn log(&self, name: &str) -> Result<&Arc<Log>, IntegrityError> {
+        self.logs
+            .get(name)
+            .ok_or_else(|| IntegrityError::UnknownLog(name.to_owned()))
+    }
+
+    /// Issues a checkpoint of every log that grew since its last one.
+    pub fn checkpoint_all(&self) -> std::io::Result<()> {
+        for log in self.logs.values() {
+            if log.tree.latest().is_none_or(|c| c.size < log.tree.size()) {
+                log.tree.checkpoint(&self.signer)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -240,4 +325,120 @@ impl Store for EmbeddedStore {
     fn stats(&self) -> Vec<LogStats> {
         self.logs.values().map(|l| l.stats()).collect()
     }
+
+    fn logs(&self) -> Vec<LogInfo> {
+        self.logs
+            .values()
+            .map(|l| LogInfo {
+                log: l.name().clone(),
+                origin: l.tree.origin.clone(),
+                size: l.tree.size(),
+                checkpoint_size: l.tree.latest().map_or(0, |c| c.size),
+            })
+            .collect()
+    }
+
+    fn verifier_key(&self) -> String {
+        self.signer.verifier_key()
+    }
+
+    fn checkpoint(
+        &self,
+        log: &str,
+        fresh: bool,
+    ) -> BoxFuture<'_, Result<Option<SignedCheckpoint>, IntegrityError>> {
+        let r = (|| {
+            let l = self.log(log)?;
+            if fresh && l.tree.latest().is_none_or(|c| c.size < l.tree.size()) {
+                return Ok(Some(l.tree.checkpoint(&self.signer)?));
+            }
+            Ok(l.tree.latest())
+        })();
+        Box::pin(async move { r })
+    }
+
+    fn checkpoint_history(&self, log: &str) -> Result<Vec<SignedCheckpoint>, IntegrityError> {
+        let l = self.log(log)?;
+        Ok(l.tree
+            .history
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone())
+    }
+
+    fn tile(&self, log: &str, tile: TilePath) -> Result<Vec<u8>, IntegrityError> {
+        self.log(log)?.tree.tile_bytes(tile)
+    }
+
+    fn inclusion_proof(
+        &self,
+        log: &str,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<Hash>, IntegrityError> {
+        let l = self.log(log)?;
+        let mem = l.tree.mem.read().unwrap_or_else(|p| p.into_inner());
+        if size > mem.size() || index >= size {
+            return Err(IntegrityError::OutOfRange(format!(
+                "index {index} is not in a tree of size {size} (log {log} holds {})",
+                mem.size()
+            )));
+        }
+        merkle::inclusion_proof(&*mem, index, size)
+            .map_err(|e| IntegrityError::OutOfRange(e.to_string()))
+    }
+
+    fn consistency_proof(
+        &self,
+        log: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Hash>, IntegrityError> {
+        let l = self.log(log)?;
+        let mem = l.tree.mem.read().unwrap_or_else(|p| p.into_inner());
+        if to > mem.size() || from > to {
+            return Err(IntegrityError::OutOfRange(format!(
+                "no consistency proof from size {from} to {to} (log {log} holds {})",
+                mem.size()
+            )));
+        }
+        merkle::consistency_proof(&*mem, from, to)
+            .map_err(|e| IntegrityError::OutOfRange(e.to_string()))
+    }
+}
+
+fn spawn_checkpointer(
+    logs: Vec<Arc<Log>>,
+    signer: Arc<Signer>,
+    interval: std::time::Duration,
+) -> Checkpointer {
+    let stop: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)> = Arc::default();
+    let st = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("registre-checkpointer".into())
+        .spawn(move || {
+            let (lock, cv) = &*st;
+            let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if *stopped {
+                    return;
+                }
+                let (g, _) = cv
+                    .wait_timeout(stopped, interval)
+                    .unwrap_or_else(|p| p.into_inner());
+                stopped = g;
+                if *stopped {
+                    return;
+                }
+                for log in &logs {
+                    if log.tree.latest().is_none_or(|c| c.size < log.tree.size())
+                        && let Err(e) = log.tree.checkpoint(&signer)
+                    {
+                        tracing::error!(log = %log.name(), error = %e, "cannot issue a checkpoint");
+                    }
+                }
+            }
+        })
+        .ok();
+    Checkpointer { stop, thread }
 }

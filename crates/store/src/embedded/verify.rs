@@ -1,0 +1,479 @@
+//! `registre verify --data`: checks a data directory from its bytes alone,
+//! read-only, without opening (and so without repairing) the store.
+//!
+//! For each log: every segment header and frame (checksums, index
+//! continuity, every record's log and index), every record's commitment
+//! against `entries`, the Merkle tree rebuilt from `entries` against every
+//! stored tile, and every stored checkpoint: its signature, its root, and
+//! consistency with the checkpoint before it. Each failure names the log and
+//! the place (segment file and byte, index, tile path, checkpoint size).
+
+use std::path::{Path, PathBuf};
+
+use registre_log::checkpoint::open_checkpoint;
+use registre_log::merkle::{self, Hash, HashReader, MemoryTree};
+use registre_log::note::Verifier;
+use registre_log::tile::TileId;
+use registre_model::StoredTrace;
+
+use super::format::{FRAME_HEADER_LEN, FrameHeader, HEADER_LEN, SegmentHeader};
+use super::log::commitment;
+use super::tree::read_checkpoints;
+use crate::vfs::{OsVfs, VFile, Vfs};
+
+/// One thing found wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub log: String,
+    /// Where: a file and byte offset, an index, a tile path, a checkpoint.
+    pub place: String,
+    pub what: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "log {}: {}: {}", self.log, self.place, self.what)
+    }
+}
+
+/// What `verify_data_dir` checked and found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub logs: Vec<LogReport>,
+    pub failures: Vec<Failure>,
+}
+
+#[derive(Debug, Default)]
+pub struct LogReport {
+    pub log: String,
+    pub traces: u64,
+    pub commitments: u64,
+    pub tiles: u64,
+    pub checkpoints: u64,
+    /// Size of the latest checkpoint that verified.
+    pub verified_size: u64,
+}
+
+impl Report {
+    pub fn traces(&self) -> u64 {
+        self.logs.iter().map(|l| l.traces).sum()
+    }
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// Total bytes `verify_data_dir` will read (for a progress bar).
+pub fn data_dir_bytes(data: &Path) -> u64 {
+    let mut n = 0;
+    if let Ok(logs) = std::fs::read_dir(data.join("logs")) {
+        for l in logs.flatten() {
+            if let Ok(files) = std::fs::read_dir(l.path()) {
+                n += files
+                    .flatten()
+                    .filter_map(|f| f.metadata().ok())
+                    .map(|m| m.len())
+                    .sum::<u64>();
+            }
+        }
+    }
+    n
+}
+
+/// Verifies every log under `data/logs`, trusting `verifiers` for the
+/// checkpoint signatures. `progress` is told how many bytes were read.
+pub fn verify_data_dir(
+    data: &Path,
+    verifiers: &[Verifier],
+    progress: &mut dyn FnMut(u64),
+) -> std::io::Result<Report> {
+    let mut report = Report::default();
+    let vfs = OsVfs;
+    let logs_dir = data.join("logs");
+    let mut logs = vfs.list(&logs_dir)?;
+    logs.retain(|l| logs_dir.join(l).is_dir());
+    for log in logs {
+        let dir = logs_dir.join(&log);
+        let mut lr = LogReport {
+            log: log.clone(),
+            ..LogReport::default()
+        };
+        verify_log(
+            &vfs,
+            &dir,
+            &log,
+            verifiers,
+            &mut lr,
+            &mut report.failures,
+            progress,
+        )?;
+        report.logs.push(lr);
+    }
+    Ok(report)
+}
+
+fn verify_log(
+    vfs: &OsVfs,
+    dir: &Path,
+    log: &str,
+    verifiers: &[Verifier],
+    lr: &mut LogReport,
+    failures: &mut Vec<Failure>,
+    progress: &mut dyn FnMut(u64),
+) -> std::io::Result<()> {
+    let mut fail = |place: String, what: String| {
+        failures.push(Failure {
+            log: log.to_owned(),
+            place,
+            what,
+        })
+    };
+    // 1. Segments → commitments recomputed from the records.
+    let mut from_records: Vec<Option<Hash>> = Vec::new();
+    let mut names: Vec<String> = vfs.list(dir)?;
+    names.retain(|n| n.ends_with(".seg"));
+    let mut expect_first: Option<u64> = None;
+    let count = names.len();
+    for (si, name) in names.iter().enumerate() {
+        let path = dir.join(name);
+        let is_last = si + 1 == count;
+        let file = vfs.open(&path, false)?;
+        let len = file.len()?;
+        let mut raw = vec![0u8; len as usize];
+        file.read_exact_at(&mut raw, 0)?;
+        progress(len);
+        let header = match SegmentHeader::decode(&raw) {
+            Ok(h) => h,
+            Err(why) => {
+                fail(format!("{} byte 0", rel(&path)), why.to_owned());
+                continue;
+            }
+        };
+        if header.class != log {
+            fail(
+                format!("{} byte 0", rel(&path)),
+                format!("segment header names log `{}`", header.class),
+            );
+        }
+        if let Some(e) = expect_first
+            && header.first_index != e
+        {
+            fail(
+                format!("{} byte 0", rel(&path)),
+                format!(
+                    "segment starts at index {}, but the previous one ends at {e}: traces are missing or duplicated",
+                    header.first_index
+                ),
+            );
+        }
+        let mut next = header.first_index;
+        let mut pos = HEADER_LEN;
+        while pos < raw.len() {
+            let at = format!("{} byte {pos}", rel(&path));
+            if raw.len() - pos < FRAME_HEADER_LEN {
+                if !is_last {
+                    fail(at, "truncated frame header".into());
+                }
+                break;
+            }
+            let mut h = [0u8; FRAME_HEADER_LEN];
+            h.copy_from_slice(&raw[pos..pos + FRAME_HEADER_LEN]);
+            let fh = match FrameHeader::decode(&h) {
+                Ok(fh) => fh,
+                Err(why) => {
+                    fail(
+                        at,
+                        format!("{why} (traces from index {next} on are unreadable)"),
+                    );
+                    break;
+                }
+            };
+            let body_start = pos + FRAME_HEADER_LEN;
+            let body_end = body_start + fh.body_len as usize;
+            if body_end > raw.len() {
+                if !is_last {
+                    fail(at, "truncated frame".into());
+                }
+                break;
+            }
+            let body = &raw[body_start..body_end];
+            if !fh.check(&h, body) {
+                fail(
+                    at,
+                    format!(
+                        "frame checksum mismatch: the bytes of traces {}..{} were altered",
+                        fh.first_index,
+                        fh.first_index + u64::from(fh.count)
+                    ),
+                );
+                pos = body_end;
+                next = fh.first_index + u64::from(fh.count);
+                continue;
+            }
+            if fh.first_index != next {
+                fail(
+                    at.clone(),
+                    format!(
+                        "frame starts at index {}, expected {next}: traces missing or reordered",
+                        fh.first_index
+                    ),
+                );
+            }
+            match fh.records(body) {
+                Ok(recs) => {
+                    for (i, (off, rlen)) in recs.into_iter().enumerate() {
+                        let index = fh.first_index + i as u64;
+                        let rec = &body[off..off + rlen as usize];
+                        match serde_json::from_slice::<StoredTrace>(&rec[16..]) {
+                            Ok(t) if t.index == index && t.log.as_str() == log => {}
+                            Ok(t) => fail(
+                                format!("{} byte {}", rel(&path), body_start + off),
+                                format!(
+                                    "record claims log `{}` index {}, but sits at index {index}: records were moved",
+                                    t.log, t.index
+                                ),
+                            ),
+                            Err(_) => fail(
+                                format!("{} byte {}", rel(&path), body_start + off),
+                                format!("record of index {index} does not decode"),
+                            ),
+                        }
+                        let slot = index as usize;
+                        if from_records.len() <= slot {
+                            from_records.resize(slot + 1, None);
+                        }
+                        from_records[slot] = Some(commitment(rec));
+                        lr.traces += 1;
+                    }
+                }
+                Err(why) => fail(at, why.to_owned()),
+            }
+            next = fh.first_index + u64::from(fh.count);
+            pos = body_end;
+        }
+        expect_first = Some(next);
+    }
+
+    // 2. Commitments: every record's against `entries`.
+    let ep = dir.join("entries");
+    let entries: Vec<Hash> = match std::fs::read(&ep) {
+        Ok(raw) => {
+            progress(raw.len() as u64);
+            if raw.len() % 32 != 0 {
+                fail(
+                    rel(&ep),
+                    format!("length {} is not a multiple of 32", raw.len()),
+                );
+            }
+            raw.chunks_exact(32)
+                .map(|c| {
+                    let mut h = [0u8; 32];
+                    h.copy_from_slice(c);
+                    h
+                })
+                .collect()
+        }
+        Err(e) => {
+            fail(rel(&ep), format!("cannot read: {e}"));
+            Vec::new()
+        }
+    };
+    lr.commitments = entries.len() as u64;
+    for (i, rec) in from_records.iter().enumerate() {
+        match (rec, entries.get(i)) {
+            (Some(r), Some(e)) if r != e => fail(
+                format!("index {i}"),
+                "the trace does not match its commitment: the trace or the entries file was altered"
+                    .into(),
+            ),
+            (Some(_), None) => fail(
+                format!("index {i}"),
+                "trace without a commitment in the entries file".into(),
+            ),
+            _ => {}
+        }
+    }
+    let first_record = from_records.iter().position(Option::is_some).unwrap_or(0);
+    let missing = from_records
+        .iter()
+        .enumerate()
+        .skip(first_record)
+        .filter(|(i, r)| r.is_none() && *i < entries.len())
+        .count();
+    if missing > 0 {
+        fail(
+            "segments".into(),
+            format!("{missing} committed traces are missing from the segments (deleted records)"),
+        );
+    }
+    if entries.len() > from_records.len() {
+        fail(
+            format!("index {}", from_records.len()),
+            format!(
+                "{} commitments beyond the last trace: the log was truncated",
+                entries.len() - from_records.len()
+            ),
+        );
+    }
+
+    // 3. The tree, rebuilt from the commitments, against stored tiles.
+    let mut tree = MemoryTree::new();
+    for e in &entries {
+        tree.push(merkle::leaf_hash(e));
+    }
+    let tp = dir.join("tiles");
+    if let Ok(raw) = std::fs::read(&tp) {
+        progress(raw.len() as u64);
+        const REC: usize = 12 + 256 * 32 + 4;
+        for (k, rec) in raw.chunks(REC).enumerate() {
+            let at = format!("{} record {k} (byte {})", rel(&tp), k * REC);
+            if rec.len() < REC {
+                fail(at, "truncated tile record".into());
+                break;
+            }
+            let crc = u32::from_le_bytes([rec[REC - 4], rec[REC - 3], rec[REC - 2], rec[REC - 1]]);
+            let level = rec[0];
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&rec[4..12]);
+            let n = u64::from_le_bytes(n);
+            let path = TileId::new(level, n, 256)
+                .map(|t| t.path())
+                .unwrap_or_else(|_| format!("tile {level}/{n}"));
+            if crc32c::crc32c(&rec[..REC - 4]) != crc {
+                fail(
+                    format!("{at}, {path}"),
+                    "tile record checksum mismatch: altered".into(),
+                );
+            }
+            let tl = 8 * u32::from(level);
+            for i in 0..256u64 {
+                let stored = &rec[12 + 32 * i as usize..12 + 32 * (i as usize + 1)];
+                match tree.node(tl, n * 256 + i) {
+                    Some(h) if h.as_slice() == stored => {}
+                    Some(_) => {
+                        fail(
+                            format!("{path}, hash {i}"),
+                            "stored tile hash differs from the tree rebuilt from the commitments"
+                                .into(),
+                        );
+                        break;
+                    }
+                    None => {
+                        fail(
+                            path.clone(),
+                            "stored tile lies beyond the log: the log was truncated".into(),
+                        );
+                        break;
+                    }
+                }
+            }
+            lr.tiles += 1;
+        }
+    }
+
+    // 4. Checkpoints: signature, root, consistency with the previous one.
+    let cp = dir.join("checkpoints");
+    if let Ok(f) = vfs.open(&cp, false) {
+        let raw_len = f.len()?;
+        let history = read_checkpoints_readonly(&cp, &*f)?;
+        progress(raw_len);
+        let mut prev: Option<(u64, Hash)> = None;
+        for c in history {
+            let place = format!("checkpoint of size {}", c.size);
+            lr.checkpoints += 1;
+            match open_checkpoint(c.note.as_bytes(), verifiers) {
+                Ok(_) => {}
+                Err(e) => {
+                    fail(
+                        place,
+                        format!("signature does not verify with the log's key: {e}"),
+                    );
+                    continue;
+                }
+            }
+            match tree.root_at(c.size) {
+                None => {
+                    fail(
+                        place,
+                        format!(
+                            "the log holds only {} traces: it was truncated behind this checkpoint",
+                            tree.size()
+                        ),
+                    );
+                    continue;
+                }
+                Some(root) if root != c.root => {
+                    fail(
+                        place,
+                        "root differs from the tree rebuilt from the commitments: history was rewritten"
+                            .into(),
+                    );
+                    continue;
+                }
+                Some(_) => {}
+            }
+            if let Some((ps, pr)) = prev {
+                if c.size < ps {
+                    fail(
+                        place.clone(),
+                        format!("smaller than the previous checkpoint ({ps})"),
+                    );
+                } else if ps > 0 {
+                    let ok = merkle::consistency_proof(&tree, ps, c.size)
+                        .ok()
+                        .is_some_and(|proof| {
+                            merkle::verify_consistency(ps, c.size, &pr, &c.root, &proof).is_ok()
+                        });
+                    if !ok {
+                        fail(
+                            place.clone(),
+                            format!("not consistent with checkpoint {ps}"),
+                        );
+                    }
+                }
+            }
+            prev = Some((c.size, c.root));
+            lr.verified_size = c.size;
+        }
+    }
+    Ok(())
+}
+
+/// Like `read_checkpoints` but never repairs: a torn record is reported by
+/// stopping there.
+fn read_checkpoints_readonly(
+    path: &Path,
+    f: &dyn VFile,
+) -> std::io::Result<Vec<super::tree::SignedCheckpoint>> {
+    let ro = ReadOnly(f);
+    read_checkpoints(path, &ro).map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+struct ReadOnly<'a>(&'a dyn VFile);
+
+impl VFile for ReadOnly<'_> {
+    fn len(&self) -> std::io::Result<u64> {
+        self.0.len()
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.0.read_exact_at(buf, offset)
+    }
+    fn write_all_at(&self, _: &[u8], _: u64) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn set_len(&self, _: u64) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn rel(p: &Path) -> String {
+    let parts: Vec<_> = p.components().rev().take(2).collect();
+    let mut out = PathBuf::new();
+    for c in parts.into_iter().rev() {
+        out.push(c);
+    }
+    out.display().to_string()
+}
