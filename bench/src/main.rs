@@ -122,6 +122,16 @@ async fn run(o: Opts) {
     let machine = machine();
     eprintln!("machine: {machine}; average trace JSON {avg:.0} B");
 
+    // 0. registre, library level, Merkle log off: what the log costs.
+    let nolog_rate = {
+        let dir = tempfile::tempdir_in(".").expect("tempdir");
+        let mut opts = EmbeddedOptions::new(classes());
+        opts.merkle = false;
+        let store = Arc::new(EmbeddedStore::open(dir.path(), opts).expect("open store"));
+        eprintln!("registre library, Merkle log off: {} traces…", o.traces);
+        append_library(&store, &traces, 4).await
+    };
+
     // 1. registre, library level.
     let dir = tempfile::tempdir_in(".").expect("tempdir");
     let store = Arc::new(
@@ -132,7 +142,8 @@ async fn run(o: Opts) {
         o.traces
     );
     let lib_rate = append_library(&store, &traces, 4).await;
-    let bytes: u64 = store.stats().iter().map(|s| s.bytes).sum();
+    store.checkpoint_all().expect("checkpoint");
+    let bytes: u64 = registre_store::data_dir_bytes(dir.path());
     let disk_per_trace = bytes as f64 / o.traces as f64;
     let heap_per_trace = store.index_heap_bytes() as f64 / o.traces as f64;
     if std::env::var_os("REGISTRE_BENCH_LIBRARY_ONLY").is_some() {
@@ -140,12 +151,19 @@ async fn run(o: Opts) {
         return;
     }
     let (lib_p50, lib_p99) = search_latency(&store, &probe_actors).await;
+    let (proof_p50, proof_p99) = proof_latency(&store, o.traces as u64);
+    store.checkpoint_all().expect("checkpoint");
+    let vkey = registre_log::Verifier::parse(&store.verifier_key()).expect("verifier key");
     // Reopen: recovery scan + index rebuild, as after a restart.
     drop(store);
     let t = Instant::now();
     let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::new(classes())).expect("reopen");
     let reopen_s = t.elapsed().as_secs_f64();
     drop(store);
+    let t = Instant::now();
+    let report = registre_store::verify_data_dir(dir.path(), &[vkey], &mut |_| {}).expect("verify");
+    assert!(report.ok(), "verify found problems: {:?}", report.failures);
+    let verify_rate = report.traces() as f64 / t.elapsed().as_secs_f64();
 
     // 2. registre over HTTP, batches of 1000, 2 client tasks.
     let http = peers::http::run(
@@ -270,6 +288,38 @@ async fn run(o: Opts) {
         higher_better: false,
     });
     rows.push(Row {
+        what: "durable append, library, Merkle log OFF (traces/s; cost of the log)".into(),
+        registre: Some(nolog_rate),
+        sqlite: None,
+        postgres: None,
+        unit: "/s",
+        higher_better: true,
+    });
+    rows.push(Row {
+        what: format!("inclusion proof at {} traces: p50 (µs)", o.traces),
+        registre: Some(proof_p50),
+        sqlite: None,
+        postgres: None,
+        unit: "µs",
+        higher_better: false,
+    });
+    rows.push(Row {
+        what: "inclusion proof: p99 (µs)".into(),
+        registre: Some(proof_p99),
+        sqlite: None,
+        postgres: None,
+        unit: "µs",
+        higher_better: false,
+    });
+    rows.push(Row {
+        what: "registre verify --data (traces/s)".into(),
+        registre: Some(verify_rate),
+        sqlite: None,
+        postgres: None,
+        unit: "/s",
+        higher_better: true,
+    });
+    rows.push(Row {
         what: format!(
             "registre: open after restart (recovery + index rebuild) at {} traces (s)",
             o.traces
@@ -325,6 +375,23 @@ async fn search_latency(store: &Arc<EmbeddedStore>, actors: &[String]) -> (f64, 
     percentiles(&mut lat)
 }
 
+fn proof_latency(store: &Arc<EmbeddedStore>, size: u64) -> (f64, f64) {
+    let mut lat = Vec::with_capacity(10_000);
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for _ in 0..10_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let index = x % size.max(1);
+        let t = Instant::now();
+        let p = store.inclusion_proof("mss", index, size).expect("proof");
+        lat.push(t.elapsed());
+        std::hint::black_box(p);
+    }
+    let (p50, p99) = percentiles(&mut lat);
+    (p50 * 1000.0, p99 * 1000.0)
+}
+
 pub fn percentiles(lat: &mut [Duration]) -> (f64, f64) {
     lat.sort_unstable();
     let at = |q: f64| {
@@ -353,6 +420,7 @@ fn fmt(v: f64, unit: &str) -> String {
         "/s" => format!("{:.0}", v),
         "ms" => format!("{v:.3}"),
         "s" => format!("{v:.2}"),
+        "µs" => format!("{v:.2}"),
         _ => format!("{v:.0}"),
     }
 }

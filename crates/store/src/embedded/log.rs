@@ -20,6 +20,9 @@ use crate::{AppendError, LogStats, OpenError, Query, Receipt, SearchError, Store
 use registre_log::merkle::Hash;
 
 pub struct LogOptions {
+    /// Compute commitments and grow the Merkle tree (off only to measure
+    /// what they cost).
+    pub merkle: bool,
     /// The checkpoint origin of this log (`<instance>/registre/<class>`).
     pub origin: String,
     pub period_micros: i64,
@@ -171,34 +174,26 @@ impl Log {
         let tree = {
             let segs = &segments;
             let mut buf = Vec::new();
-            let check_from = segs.last().map_or(0, |s| s.header.first_index);
-            Tree::open(
-                &dir,
-                &*vfs,
-                opts.origin.clone(),
-                next_index,
-                check_from,
-                |i| {
-                    let seg = segs
-                        .iter()
-                        .rev()
-                        .find(|s| s.header.first_index <= i)
-                        .ok_or_else(|| OpenError::Corrupt {
-                            path: dir.clone(),
-                            offset: 0,
-                            reason: format!("no segment holds index {i}"),
-                        })?;
-                    let loc = seg.index().locs[(i - seg.header.first_index) as usize];
-                    buf.resize(loc.len as usize, 0);
-                    seg.file
-                        .read_exact_at(&mut buf, loc.offset)
-                        .map_err(|source| OpenError::Io {
-                            path: dir.clone(),
-                            source,
-                        })?;
-                    Ok(commitment(&buf))
-                },
-            )?
+            Tree::open(&dir, &*vfs, opts.origin.clone(), next_index, |i| {
+                let seg = segs
+                    .iter()
+                    .rev()
+                    .find(|s| s.header.first_index <= i)
+                    .ok_or_else(|| OpenError::Corrupt {
+                        path: dir.clone(),
+                        offset: 0,
+                        reason: format!("no segment holds index {i}"),
+                    })?;
+                let loc = seg.index().locs[(i - seg.header.first_index) as usize];
+                buf.resize(loc.len as usize, 0);
+                seg.file
+                    .read_exact_at(&mut buf, loc.offset)
+                    .map_err(|source| OpenError::Io {
+                        path: dir.clone(),
+                        source,
+                    })?;
+                Ok(commitment(&buf))
+            })?
         };
         let tree = Arc::new(tree);
         let bytes: u64 = segments.iter().map(|s| s.file.len().unwrap_or(0)).sum();
@@ -662,9 +657,9 @@ struct Written {
     /// Encoded frames and where they go in the segment file.
     buf: Vec<u8>,
     offset: u64,
-    /// Commitments of the group's traces, from `first_index` on.
-    commitments: Vec<Hash>,
     first_index: u64,
+    /// Compute commitments and grow the tree.
+    merkle: bool,
     received_at: i64,
     pending: Vec<Pending>,
     replies: Vec<(Reply, Vec<(usize, Receipt)>)>,
@@ -769,7 +764,6 @@ impl Writer {
         self.frame.clear();
         self.frame.begin(self.next_index, now, synced_upto);
         let mut pending: Vec<Pending> = Vec::with_capacity(total);
-        let mut commitments: Vec<Hash> = Vec::with_capacity(total);
         let first_index = self.next_index;
         let mut replies = Vec::with_capacity(group.len());
         let mut index = self.next_index;
@@ -789,7 +783,6 @@ impl Writer {
                 let id = uuid::Builder::from_unix_timestamp_millis(millis, &rb).into_uuid();
                 let stored = StoredTrace::new(trace, index, id, received_at.clone());
                 let (off, len) = self.frame.record(&salt, |b| stored.write_canonical(b));
-                commitments.push(commitment(&self.frame.buf[off..off + len as usize]));
                 pending.push(Pending {
                     loc: Loc {
                         offset: self.write_pos + off as u64,
@@ -822,8 +815,8 @@ impl Writer {
             seg,
             buf,
             offset,
-            commitments,
             first_index,
+            merkle: self.opts.merkle,
             received_at: now,
             pending,
             replies,
@@ -934,27 +927,15 @@ impl Syncer {
         }
         let mut files: Vec<*const Segment> = Vec::new();
         let mut result = Ok(());
-        let mut entries: Vec<u8> = Vec::new();
-        let entries_at = batch.first().map_or(0, |w| w.first_index * 32);
         for w in &batch {
             result = w.seg.file.write_all_at(&w.buf, w.offset);
             if result.is_err() {
                 break;
             }
-            for c in &w.commitments {
-                entries.extend_from_slice(c);
-            }
             let key = Arc::as_ptr(&w.seg);
             if !files.contains(&key) {
                 files.push(key);
             }
-        }
-        if result.is_ok() {
-            result = self
-                .tree
-                .entries_file()
-                .write_all_at(&entries, entries_at)
-                .and_then(|()| self.tree.entries_file().sync_data());
         }
         if result.is_ok() {
             // Sync each file once, in order; every write above completed
@@ -968,6 +949,34 @@ impl Syncer {
                 }
             }
         }
+        // The records are durable, so their commitments are too (a pure
+        // function of the record bytes). `entries` is written here and synced
+        // before each checkpoint; recovery recomputes what a crash lost.
+        let mut commitments: Vec<Vec<Hash>> = Vec::with_capacity(batch.len());
+        if result.is_ok() {
+            let mut entries: Vec<u8> = Vec::new();
+            let entries_at = batch.first().map_or(0, |w| w.first_index * 32);
+            for w in &batch {
+                let cs: Vec<Hash> = if w.merkle {
+                    w.pending
+                        .iter()
+                        .map(|p| {
+                            let at = (p.loc.offset - w.offset) as usize;
+                            commitment(&w.buf[at..at + p.loc.len as usize])
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                for c in &cs {
+                    entries.extend_from_slice(c);
+                }
+                commitments.push(cs);
+            }
+            if !entries.is_empty() {
+                result = self.tree.entries_file().write_all_at(&entries, entries_at);
+            }
+        }
         if let Err(e) = result {
             let why = format!("storage error on log {}: {e}", self.name);
             tracing::error!(log = %self.name, error = %e, "write or fsync failed; the log refuses appends until restart");
@@ -975,7 +984,7 @@ impl Syncer {
             fail_all(batch, &why);
             return;
         }
-        for w in batch {
+        for (w, cs) in batch.into_iter().zip(commitments) {
             w.seg
                 .durable_upto
                 .fetch_max(w.offset + w.bytes, Ordering::AcqRel);
@@ -986,7 +995,7 @@ impl Syncer {
                     ix.add_keys(p.loc, &p.trace_keys);
                 }
             }
-            self.tree.publish(&w.commitments);
+            self.tree.publish(&cs);
             self.bytes.fetch_add(w.bytes, Ordering::Relaxed);
             self.size.store(w.end_index, Ordering::Release);
             for (reply, receipts) in w.replies {

@@ -64,6 +64,10 @@ pub struct EmbeddedOptions {
     /// The checkpoint signer; by default the key in `<data>/keys/` (created
     /// on first open), or an ephemeral key for `open_with_vfs`.
     pub signer: Option<Arc<Signer>>,
+    /// Commitments and Merkle tree on (the default). Off only to measure
+    /// their cost in `registre-bench`: traces appended without them get their
+    /// commitments recomputed from the records at the next open.
+    pub merkle: bool,
 }
 
 impl EmbeddedOptions {
@@ -76,6 +80,7 @@ impl EmbeddedOptions {
             instance: "localhost".to_owned(),
             checkpoint_interval: std::time::Duration::from_secs(10),
             signer: None,
+            merkle: true,
         }
     }
 }
@@ -165,6 +170,7 @@ impl EmbeddedStore {
         for class in &opts.classes {
             let log_dir = dir.join("logs").join(class.as_str());
             let lopts = LogOptions {
+                merkle: opts.merkle,
                 origin: format!("{}/registre/{}", opts.instance, class.as_str()),
                 period_micros: (opts.segment_period_secs.max(1) as i64).saturating_mul(1_000_000),
                 max_segment_bytes: opts.max_segment_bytes,

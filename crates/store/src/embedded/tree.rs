@@ -9,8 +9,10 @@
 //! checkpoints  every signed checkpoint ever issued, each record:
 //!                0 4 length u32 LE · 4 4 crc32c of the note · 8 … the note
 //! ```
-//! `entries` is written and synced by the same group commit as the records:
-//! a trace's commitment is durable when its 201 goes out. The tree itself
+//! `entries` is written by the group commit right after the records are
+//! synced (a commitment is a pure function of its record, so it is durable
+//! with it) and is itself synced before every checkpoint; at open, what a
+//! crash lost after the latest checkpoint is recomputed from the records. The tree itself
 //! (every level) is held in memory and rebuilt from `entries` at open; tiles
 //! are written when a checkpoint is issued (before it), so the tiles a
 //! checkpoint needs are on disk before the checkpoint is.
@@ -61,13 +63,18 @@ impl Tree {
         vfs: &dyn Vfs,
         origin: String,
         records: u64,
-        check_from: u64,
         mut commitment_of: impl FnMut(u64) -> Result<Hash, OpenError>,
     ) -> Result<Tree, OpenError> {
         let io = |p: &Path| {
             let p = p.to_owned();
             move |source| OpenError::Io { path: p, source }
         };
+        let cp = dir.join("checkpoints");
+        let checkpoints_file = vfs.open(&cp, true).map_err(io(&cp))?;
+        let history = read_checkpoints(&cp, &*checkpoints_file)?;
+        // Entries up to the latest checkpoint were synced before it; after
+        // it, a torn write may have left zeros.
+        let check_from = history.last().map_or(0, |c| c.size);
         let ep = dir.join("entries");
         let entries = vfs.open(&ep, true).map_err(io(&ep))?;
         let elen = entries.len().map_err(io(&ep))?;
@@ -87,9 +94,9 @@ impl Tree {
         }
         let mut raw = vec![0u8; (have * 32) as usize];
         entries.read_exact_at(&mut raw, 0).map_err(io(&ep))?;
-        // A write torn by a power loss can leave zeros where commitments of
-        // the newest (unacknowledged) traces go: recompute those from their
-        // records. Any other difference is for `registre verify` to report.
+        // A crash can leave zeros where commitments written after the latest
+        // checkpoint go: recompute those from their records. Any other
+        // difference is for `registre verify` to report.
         for i in check_from.min(have)..have {
             let at = (i * 32) as usize;
             if raw[at..at + 32].iter().all(|b| *b == 0) {
@@ -134,9 +141,6 @@ impl Tree {
             written[level] += 1;
         }
 
-        let cp = dir.join("checkpoints");
-        let checkpoints_file = vfs.open(&cp, true).map_err(io(&cp))?;
-        let history = read_checkpoints(&cp, &*checkpoints_file)?;
         if let Some(last) = history.last()
             && last.size > mem.size()
         {
@@ -199,6 +203,8 @@ impl Tree {
         {
             return Ok(last);
         }
+        // Everything the checkpoint commits to must be on disk before it.
+        self.entries.sync_data()?;
         // Full tiles completed since the last write, every level.
         let mut buf = Vec::new();
         {
