@@ -3,19 +3,32 @@
 //! `registre_model::parse_trace` enforces (fields, required fields, closed
 //! objects, limits), and real answers fit the documented response schemas.
 //!
+//! The integrity routes are held to their word too: the commitment and leaf
+//! hash the descriptions give are recomputed from served traces and found in
+//! the served tiles, proofs verify against the served signed checkpoints, and
+//! the document's own examples verify the same way.
+//!
 //! There is no JSON Schema crate here: `check` below is a small structural
 //! validator (types, `required`, closed objects, `enum`/`const`, lengths,
-//! bounds, `$ref`/`allOf`/`anyOf`/`oneOf`; not `pattern` nor `format`).
+//! bounds, `$ref`/`allOf`/`anyOf`/`oneOf`, `unevaluatedProperties: false`
+//! over `allOf`, `additionalProperties` and `propertyNames` schemas; not
+//! `pattern` nor `format`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{HeaderMap, Request, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use registre_intake::http::{MAX_BATCH, MAX_BODY_BYTES, OPENAPI_JSON};
 use registre_intake::{AppState, Metrics, router};
-use registre_model::{ACTIONS, ClassName, Limits, TraceError, parse_trace};
+use registre_log::checkpoint::{Checkpoint, open_checkpoint};
+use registre_log::merkle::{self, EMPTY_ROOT, Hash, MemoryTree};
+use registre_log::tile::parse_path;
+use registre_log::{Verifier, leaf_hash};
+use registre_model::{ACTIONS, ClassName, Limits, TraceError, jcs, parse_trace};
 use registre_store::{EmbeddedOptions, EmbeddedStore};
 use serde_json::{Map, Value, json};
 use tower::ServiceExt;
@@ -26,6 +39,11 @@ const TOKEN: &str = "openapi-test-token";
 const SERVED: &[(&str, &str)] = &[
     ("post", "/v1/traces"),
     ("get", "/v1/traces"),
+    ("get", "/v1/logs"),
+    ("get", "/v1/proofs/inclusion"),
+    ("get", "/v1/proofs/consistency"),
+    ("get", "/logs/{log}/checkpoint"),
+    ("get", "/logs/{log}/tile/{tilePath}"),
     ("get", "/healthz"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
@@ -71,6 +89,7 @@ fn app() -> (tempfile::TempDir, Router) {
 struct Answer {
     status: StatusCode,
     content_type: String,
+    headers: HeaderMap,
     body: Vec<u8>,
 }
 
@@ -108,6 +127,7 @@ async fn call(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    let headers = resp.headers().clone();
     let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
         .await
         .expect("body")
@@ -115,6 +135,7 @@ async fn call(
     Answer {
         status,
         content_type,
+        headers,
         body,
     }
 }
@@ -129,6 +150,44 @@ async fn post_json(app: &Router, body: &Value) -> Answer {
         Some(body.to_string()),
     )
     .await
+}
+
+async fn get(app: &Router, uri: &str, token: bool) -> Answer {
+    call(app, "get", uri, token, None, None).await
+}
+
+/// Traces in `mss`: the ones `seeded_app` appends.
+const SEEDED_MSS: u64 = 300;
+
+/// An app whose `mss` log holds 300 traces (design traces, and the `envoi`
+/// trace of the batch example at index 39) and `applicative` one; the size-40
+/// tree of `mss` got a signed checkpoint, returned with the app.
+async fn seeded_app() -> (tempfile::TempDir, Router, String) {
+    let (dir, app) = app();
+    let doc: Value = serde_json::from_str(OPENAPI_JSON).expect("document");
+    let batch = doc["paths"]["/v1/traces"]["post"]["requestBody"]["content"]["application/json"]
+        ["examples"]["batch"]["value"]
+        .as_array()
+        .expect("batch example")
+        .clone();
+    assert_eq!(batch[0]["class"], "mss");
+    assert_eq!(batch[1]["class"], "applicative");
+    let mut first = vec![design_trace(); 39];
+    first.extend(batch);
+    assert_eq!(
+        post_json(&app, &Value::Array(first)).await.status,
+        StatusCode::CREATED
+    );
+    // A proof of the newest trace issues the checkpoint of size 40.
+    let a = get(&app, "/v1/proofs/inclusion?log=mss&index=39", true).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let note40 = a.json()["checkpoint"]
+        .as_str()
+        .expect("checkpoint")
+        .to_owned();
+    let rest = Value::Array(vec![design_trace(); SEEDED_MSS as usize - 40]);
+    assert_eq!(post_json(&app, &rest).await.status, StatusCode::CREATED);
+    (dir, app, note40)
 }
 
 /// The document as the router serves it.
@@ -275,9 +334,12 @@ fn refused(v: &Value) -> TraceError {
 fn check(doc: &Value, s: &Value, v: &Value, strict: bool, at: &str) -> Result<(), String> {
     let s = resolve(doc, s);
     let fail = |why: String| Err(format!("{at}: {why}"));
+    // Closed over its `allOf` branches: they are checked open, and the
+    // object below is closed over every property they evaluate.
+    let unevaluated_closed = s.get("unevaluatedProperties") == Some(&Value::Bool(false));
     if let Some(all) = s.get("allOf").and_then(Value::as_array) {
         for sub in all {
-            check(doc, sub, v, strict, at)?;
+            check(doc, sub, v, strict && !unevaluated_closed, at)?;
         }
     }
     if let Some(any) = s.get("anyOf").and_then(Value::as_array)
@@ -384,17 +446,160 @@ fn check(doc: &Value, s: &Value, v: &Value, strict: bool, at: &str) -> Result<()
             }
         }
         let p = s.get("properties").and_then(Value::as_object);
-        let closed = s.get("additionalProperties") == Some(&Value::Bool(false))
-            || (strict && p.is_some() && s.get("type") == Some(&json!("object")));
+        let additional = s.get("additionalProperties");
+        let closed = additional == Some(&Value::Bool(false));
+        let evaluated = evaluated(doc, s);
+        let closed_over_all_of = unevaluated_closed
+            || (strict && !evaluated.is_empty() && s.get("type") == Some(&json!("object")));
         for (k, x) in obj {
-            match p.and_then(|p| p.get(k)) {
-                Some(ps) => check(doc, ps, x, strict, &format!("{at}.{k}"))?,
-                None if closed => return fail(format!("undocumented property `{k}`")),
-                None => {}
+            if let Some(names) = s.get("propertyNames") {
+                check(doc, names, &json!(k), strict, &format!("{at} key {k}"))?;
+            }
+            match (p.and_then(|p| p.get(k)), additional) {
+                (Some(ps), _) => check(doc, ps, x, strict, &format!("{at}.{k}"))?,
+                (None, _) if closed => return fail(format!("undocumented property `{k}`")),
+                (None, Some(a)) if a.is_object() => check(doc, a, x, strict, &format!("{at}.{k}"))?,
+                (None, _) if closed_over_all_of && !evaluated.contains(k) => {
+                    return fail(format!("undocumented property `{k}`"));
+                }
+                (None, _) => {}
             }
         }
     }
     Ok(())
+}
+
+/// The properties `s` documents: its own and those of its `allOf` branches.
+fn evaluated(doc: &Value, s: &Value) -> BTreeSet<String> {
+    let s = resolve(doc, s);
+    let mut out: BTreeSet<String> = s
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(keys)
+        .unwrap_or_default();
+    for sub in s
+        .get("allOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        out.extend(evaluated(doc, sub));
+    }
+    out
+}
+
+// ---- integrity helpers ---------------------------------------------------
+
+fn sha256(bytes: &[u8]) -> Hash {
+    // `registre_store::commitment` is SHA-256 of its input (checked below).
+    registre_store::commitment(bytes)
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    assert!(s.len().is_multiple_of(2), "hex {s}");
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+fn b64_hash(v: &Value) -> Hash {
+    let bytes = STANDARD
+        .decode(v.as_str().expect("base64 string"))
+        .expect("base64");
+    Hash::try_from(bytes.as_slice()).expect("32 bytes")
+}
+
+fn b64_hashes(v: &Value) -> Vec<Hash> {
+    v.as_array().expect("hashes").iter().map(b64_hash).collect()
+}
+
+/// The commitment the document defines: `SHA-256(salt ‖ JCS(trace without
+/// salt))`, the salt as its 16 bytes; `proof` is not part of the trace.
+fn commitment_of(trace: &Value) -> Hash {
+    let mut t = trace.clone();
+    let obj = t.as_object_mut().expect("trace object");
+    let salt = obj.remove("salt").expect("salt");
+    obj.remove("proof");
+    let mut record = unhex(salt.as_str().expect("salt"));
+    assert_eq!(record.len(), 16);
+    record.extend(jcs::to_canonical_vec(&t).expect("JCS"));
+    sha256(&record)
+}
+
+/// The leaf hash the document defines: `SHA-256(0x00 ‖ commitment)`.
+fn leaf_of(commitment: &Hash) -> Hash {
+    let mut b = vec![0x00];
+    b.extend_from_slice(commitment);
+    let leaf = sha256(&b);
+    assert_eq!(leaf, leaf_hash(commitment));
+    leaf
+}
+
+/// Opens a signed checkpoint note with the verifier key `vkey`.
+fn open(note: &str, vkey: &str) -> Checkpoint {
+    let verifier = Verifier::parse(vkey).unwrap_or_else(|e| panic!("verifier key {vkey}: {e}"));
+    let (cp, opened) = open_checkpoint(note.as_bytes(), &[verifier])
+        .unwrap_or_else(|e| panic!("checkpoint does not verify: {e}\n{note}"));
+    assert_eq!(opened.verified().len(), 1);
+    cp
+}
+
+/// The parameters' example values: `example`, or every `examples` value.
+fn param_examples(p: &Value) -> Vec<Value> {
+    if let Some(e) = p.get("example") {
+        return vec![e.clone()];
+    }
+    p["examples"]
+        .as_object()
+        .map(|m| m.values().map(|e| e["value"].clone()).collect())
+        .unwrap_or_default()
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `path` with its path parameters and required query parameters set to
+/// their (first) documented examples.
+fn example_uri(doc: &Value, path: &str, op: &Value) -> String {
+    let mut uri = path.to_owned();
+    let mut query = Vec::new();
+    for p in op["parameters"].as_array().into_iter().flatten() {
+        let name = p["name"].as_str().expect("name");
+        let examples = param_examples(p);
+        for e in &examples {
+            check(doc, &p["schema"], e, false, name).expect("parameter example fits");
+        }
+        let value = || {
+            text(
+                examples
+                    .first()
+                    .unwrap_or_else(|| panic!("{path}: parameter {name} has no example")),
+            )
+        };
+        match p["in"].as_str() {
+            Some("path") => {
+                assert_eq!(p["required"], true, "{path}: path parameter {name}");
+                let slot = format!("{{{name}}}");
+                assert!(uri.contains(&slot), "{path}: no {slot}");
+                uri = uri.replace(&slot, &value());
+            }
+            Some("query") if p["required"] == true => query.push(format!("{name}={}", value())),
+            _ => {}
+        }
+    }
+    assert!(
+        !uri.contains('{'),
+        "{path}: a path parameter is not documented"
+    );
+    if !query.is_empty() {
+        uri = format!("{uri}?{}", query.join("&"));
+    }
+    uri
 }
 
 /// The schema of an operation's response for `status`.
@@ -415,6 +620,20 @@ fn assert_answer(doc: &Value, op: &Value, a: &Answer) {
             .get(a.status.as_str())
             .unwrap_or_else(|| panic!("status {} is not documented", a.status)),
     );
+    for (name, h) in r["headers"].as_object().into_iter().flatten() {
+        let h = resolve(doc, h);
+        let Some(value) = a.headers.get(name.as_str()) else {
+            assert!(h["required"] != true, "{}: header {name} missing", a.status);
+            continue;
+        };
+        let text = value.to_str().expect("header text");
+        let v = match h["schema"]["type"].as_str() {
+            Some("integer") => json!(text.parse::<u64>().expect("integer header")),
+            _ => json!(text),
+        };
+        check(doc, &h["schema"], &v, true, name)
+            .unwrap_or_else(|e| panic!("{} header does not fit: {e}", a.status));
+    }
     let content = r["content"].as_object().expect("content");
     let essence = a.content_type.split(';').next().unwrap_or("").trim();
     assert!(
@@ -450,6 +669,9 @@ async fn document_is_openapi_3_1() {
         "applicative",
         "SC.MSS/CONF.18",
         "admin-token",
+        "SHA-256(salt ‖ JCS(trace without salt))",
+        "SHA-256(0x00 ‖ commitment)",
+        "/logs/",
     ] {
         assert!(about.contains(word), "info.description lacks {word}");
     }
@@ -479,7 +701,7 @@ async fn document_is_openapi_3_1() {
 
 #[tokio::test]
 async fn documented_routes_are_the_served_routes() {
-    let (_dir, app) = app();
+    let (_dir, app, _) = seeded_app().await;
     let doc = served_doc(&app).await;
     let mut documented = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
@@ -508,23 +730,27 @@ async fn documented_routes_are_the_served_routes() {
                 .to_string()
         });
         let ct = body.as_ref().map(|_| "application/json");
-        let a = call(&app, method, path, true, ct, body).await;
+        let uri = example_uri(&doc, path, op);
+        let a = call(&app, method, &uri, true, ct, body.clone()).await;
         assert!(
             a.status != StatusCode::NOT_FOUND && a.status != StatusCode::METHOD_NOT_ALLOWED,
-            "{method} {path} answered {}",
+            "{method} {uri} answered {}",
             a.status
         );
         assert!(
             a.status.is_success(),
-            "{method} {path} answered {}",
-            a.status
+            "{method} {uri} answered {}: {}",
+            a.status,
+            String::from_utf8_lossy(&a.body)
         );
         assert_answer(&doc, op, &a);
+        let a = call(&app, method, &uri, false, ct, body).await;
         if guarded {
-            let a = call(&app, method, path, false, None, None).await;
-            assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{method} {path}");
-            assert_answer(&doc, op, &a);
+            assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+        } else {
+            assert!(a.status.is_success(), "{method} {uri} needs no token");
         }
+        assert_answer(&doc, op, &a);
     }
 }
 
@@ -884,4 +1110,395 @@ async fn trace_schema_is_the_parsers() {
     for c in &codes_seen {
         assert!(documented.contains(*c), "rule code {c} is not documented");
     }
+}
+
+#[tokio::test]
+async fn integrity_answers_fit_their_schemas() {
+    let (_dir, app, note40) = seeded_app().await;
+    let doc = served_doc(&app).await;
+    let op = |path: &str| doc["paths"][path]["get"].clone();
+    let (logs_op, inclusion_op, consistency_op) = (
+        op("/v1/logs"),
+        op("/v1/proofs/inclusion"),
+        op("/v1/proofs/consistency"),
+    );
+    let (checkpoint_op, tile_op, search_op) = (
+        op("/logs/{log}/checkpoint"),
+        op("/logs/{log}/tile/{tilePath}"),
+        op("/v1/traces"),
+    );
+    assert_eq!(sha256(b"abc"), {
+        let h = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        Hash::try_from(unhex(h).as_slice()).expect("32 bytes")
+    });
+
+    // The logs and the verifier key.
+    let a = get(&app, "/v1/logs", true).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_answer(&doc, &logs_op, &a);
+    let logs = a.json();
+    let vkey = logs["verifier_key"]
+        .as_str()
+        .expect("verifier_key")
+        .to_owned();
+    Verifier::parse(&vkey).expect("verifier key parses");
+    let names: Vec<&str> = logs["logs"]
+        .as_array()
+        .expect("logs")
+        .iter()
+        .map(|l| l["log"].as_str().expect("log"))
+        .collect();
+    assert_eq!(names, ["applicative", "mss", "technique"], "sorted by name");
+    for l in logs["logs"].as_array().expect("logs") {
+        let name = l["log"].as_str().expect("log");
+        assert_eq!(l["verifier_key"], vkey.as_str());
+        assert_eq!(l["origin"], format!("localhost/registre/{name}"));
+        assert_eq!(l["checkpoint_url"], format!("/logs/{name}/checkpoint"));
+    }
+    assert_eq!(logs["logs"][1]["size"], SEEDED_MSS);
+
+    // The size-40 checkpoint (issued by a proof while seeding).
+    let cp40 = open(&note40, &vkey);
+    assert_eq!((cp40.origin(), cp40.size()), ("localhost/registre/mss", 40));
+
+    // A proof of the newest trace issues the checkpoint of the whole log;
+    // the public checkpoint route then serves it.
+    let a = get(&app, "/v1/proofs/inclusion?log=mss&index=299", true).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_answer(&doc, &inclusion_op, &a);
+    let latest = a.json()["checkpoint"]
+        .as_str()
+        .expect("checkpoint")
+        .to_owned();
+    let cp = open(&latest, &vkey);
+    assert_eq!(cp.size(), SEEDED_MSS);
+    let a = get(&app, "/logs/mss/checkpoint", false).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.content_type, "text/plain; charset=utf-8");
+    assert_answer(&doc, &checkpoint_op, &a);
+    assert_eq!(String::from_utf8(a.body).expect("UTF-8"), latest);
+    let a = get(&app, "/v1/logs", true).await;
+    assert_eq!(a.json()["logs"][1]["checkpoint_size"], SEEDED_MSS);
+    // An empty log gets its size-0 checkpoint on demand.
+    let a = get(&app, "/logs/technique/checkpoint", false).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_answer(&doc, &checkpoint_op, &a);
+    let empty = open(std::str::from_utf8(&a.body).expect("UTF-8"), &vkey);
+    assert_eq!((empty.size(), *empty.root()), (0, EMPTY_ROOT));
+
+    // Tiles: every documented example, then the bundles and tiles of the
+    // whole log, whose commitments and leaves are the documented ones.
+    let tile_param = &tile_op["parameters"][1];
+    assert_eq!(tile_param["name"], "tilePath");
+    let mut tile = std::collections::BTreeMap::new();
+    for ex in param_examples(tile_param) {
+        let path = ex.as_str().expect("example");
+        let parsed = parse_path(&format!("tile/{path}"))
+            .unwrap_or_else(|e| panic!("example {path} is not a tile path: {e}"));
+        assert_eq!(parsed.path(), format!("tile/{path}"), "canonical");
+        let a = get(&app, &format!("/logs/mss/tile/{path}"), false).await;
+        assert_eq!(a.status, StatusCode::OK, "tile {path}");
+        assert_eq!(a.content_type, "application/octet-stream");
+        assert_answer(&doc, &tile_op, &a);
+        // Escaped slashes, as generated clients send a path parameter.
+        let escaped = path.replace('/', "%2F");
+        let b = get(&app, &format!("/logs/mss/tile/{escaped}"), false).await;
+        assert_eq!(
+            (b.status, &b.body),
+            (StatusCode::OK, &a.body),
+            "tile {escaped}"
+        );
+        tile.insert(path.to_owned(), a.body);
+    }
+    let mut commitments: Vec<Hash> = Vec::new();
+    for (path, n) in [("entries/000", 256), ("entries/001.p/44", 44)] {
+        let bundle = &tile[path];
+        assert_eq!(bundle.len(), 34 * n, "{path}");
+        for e in bundle.chunks_exact(34) {
+            assert_eq!(e[..2], [0, 32], "{path}: u16 big-endian length 32");
+            commitments.push(Hash::try_from(&e[2..]).expect("32 bytes"));
+        }
+    }
+    let leaves: Vec<Hash> = commitments.iter().map(leaf_of).collect();
+    let served_leaves: Vec<u8> = [tile["0/000"].as_slice(), tile["0/001.p/44"].as_slice()].concat();
+    assert_eq!(
+        served_leaves,
+        leaves.concat(),
+        "level-0 tiles hold the leaf hashes"
+    );
+    let mut tree = MemoryTree::new();
+    for l in &leaves[..256] {
+        tree.push(*l);
+    }
+    assert_eq!(
+        tile["1/000.p/1"],
+        tree.root(),
+        "level-1 tile: root of 256 leaves"
+    );
+    for l in &leaves[256..] {
+        tree.push(*l);
+    }
+    assert_eq!((tree.size(), tree.root()), (cp.size(), *cp.root()));
+    assert_eq!(tree.root_at(40), Some(*cp40.root()));
+
+    // Search with proofs: each trace's documented commitment is its entry,
+    // and its proof leads to the page's signed checkpoint.
+    for uri in [
+        "/v1/traces?proofs=true&limit=1000",
+        "/v1/traces?proofs=1&class=mss&limit=3",
+        "/v1/traces?proofs=true&class=applicative",
+    ] {
+        let a = get(&app, uri, true).await;
+        assert_eq!(a.status, StatusCode::OK, "{uri}");
+        assert_answer(&doc, &search_op, &a);
+        let page = a.json();
+        let checkpoints = page["checkpoints"].as_object().expect("checkpoints");
+        let traces = page["traces"].as_array().expect("traces");
+        let logs: BTreeSet<String> = traces
+            .iter()
+            .map(|t| t["log"].as_str().expect("log").to_owned())
+            .collect();
+        assert_eq!(keys(checkpoints), logs, "{uri}: one checkpoint per log");
+        for t in traces {
+            let log = t["log"].as_str().expect("log");
+            let cp = open(checkpoints[log].as_str().expect("note"), &vkey);
+            let index = t["index"].as_u64().expect("index");
+            let c = commitment_of(t);
+            if log == "mss" {
+                assert_eq!(c, commitments[index as usize], "mss/{index}: commitment");
+            }
+            assert_eq!(t["proof"]["size"], cp.size());
+            merkle::verify_inclusion(
+                &leaf_of(&c),
+                index,
+                cp.size(),
+                &b64_hashes(&t["proof"]["hashes"]),
+                cp.root(),
+            )
+            .unwrap_or_else(|e| panic!("{log}/{index}: {e}"));
+        }
+    }
+    for uri in ["/v1/traces?limit=2", "/v1/traces?limit=2&proofs=false"] {
+        let page = get(&app, uri, true).await.json();
+        assert!(page.get("checkpoints").is_none(), "{uri}");
+        assert!(page["traces"][0].get("proof").is_none(), "{uri}");
+    }
+
+    // Inclusion proofs, against the latest checkpoint or a given size.
+    for (uri, size, root) in [
+        (
+            "/v1/proofs/inclusion?log=mss&index=39",
+            SEEDED_MSS,
+            *cp.root(),
+        ),
+        (
+            "/v1/proofs/inclusion?index=5&size=40&log=mss",
+            40,
+            *cp40.root(),
+        ),
+        (
+            "/v1/proofs/inclusion?log=mss&index=299&size=300",
+            300,
+            *cp.root(),
+        ),
+    ] {
+        let a = get(&app, uri, true).await;
+        assert_eq!(a.status, StatusCode::OK, "{uri}");
+        assert_answer(&doc, &inclusion_op, &a);
+        let p = a.json();
+        assert_eq!(p["size"], size, "{uri}");
+        assert_eq!(p["log"], "mss");
+        assert_eq!(
+            p.get("checkpoint").is_some(),
+            !uri.contains("size="),
+            "{uri}"
+        );
+        let index = p["index"].as_u64().expect("index");
+        merkle::verify_inclusion(
+            &leaves[index as usize],
+            index,
+            size,
+            &b64_hashes(&p["hashes"]),
+            &root,
+        )
+        .unwrap_or_else(|e| panic!("{uri}: {e}"));
+    }
+
+    // Consistency proofs.
+    for (from, to) in [(40, 300), (1, 300), (300, 300), (40, 40)] {
+        let uri = format!("/v1/proofs/consistency?log=mss&from={from}&to={to}");
+        let a = get(&app, &uri, true).await;
+        assert_eq!(a.status, StatusCode::OK, "{uri}");
+        assert_answer(&doc, &consistency_op, &a);
+        let p = a.json();
+        assert_eq!(
+            (p["from"].clone(), p["to"].clone()),
+            (json!(from), json!(to))
+        );
+        let hashes = b64_hashes(&p["hashes"]);
+        if from == to {
+            assert!(hashes.is_empty());
+        } else {
+            let old = tree.root_at(from).expect("old root");
+            let new = tree.root_at(to).expect("new root");
+            merkle::verify_consistency(from, to, &old, &new, &hashes)
+                .unwrap_or_else(|e| panic!("{uri}: {e}"));
+        }
+    }
+
+    // Documented problems; the /v1 routes are called with the token.
+    // `<status> <problem type> <uri>`
+    let cases = [
+        "400 missing-parameter /v1/proofs/inclusion?log=mss",
+        "400 missing-parameter /v1/proofs/inclusion?index=1",
+        "400 bad-parameter /v1/proofs/inclusion?log=mss&index=x",
+        "400 bad-parameter /v1/proofs/inclusion?log=mss&index=-1",
+        "400 unknown-parameter /v1/proofs/inclusion?log=mss&index=1&zz=1",
+        "400 repeated-parameter /v1/proofs/inclusion?log=mss&log=mss&index=1",
+        "400 out-of-range /v1/proofs/inclusion?log=mss&index=5&size=5",
+        "400 out-of-range /v1/proofs/inclusion?log=mss&index=1&size=301",
+        "404 unknown-log /v1/proofs/inclusion?log=nope&index=0",
+        "404 unknown-log /v1/proofs/inclusion?log=nope&index=0&size=1",
+        "404 no-such-index /v1/proofs/inclusion?log=mss&index=300",
+        "404 no-such-index /v1/proofs/inclusion?log=technique&index=0",
+        "400 missing-parameter /v1/proofs/consistency?log=mss&from=1",
+        "400 bad-parameter /v1/proofs/consistency?log=mss&from=1&to=x",
+        "400 unknown-parameter /v1/proofs/consistency?log=mss&from=1&to=2&size=3",
+        "400 repeated-parameter /v1/proofs/consistency?log=mss&from=1&from=1&to=2",
+        "400 out-of-range /v1/proofs/consistency?log=mss&from=0&to=3",
+        "400 out-of-range /v1/proofs/consistency?log=mss&from=5&to=3",
+        "400 out-of-range /v1/proofs/consistency?log=mss&from=1&to=301",
+        "404 unknown-log /v1/proofs/consistency?log=nope&from=1&to=1",
+        "404 unknown-log /logs/nope/checkpoint",
+        "404 bad-tile-path /logs/mss/tile/0/0",
+        "404 bad-tile-path /logs/mss/tile/0/x000/001",
+        "404 bad-tile-path /logs/mss/tile/64/000",
+        "404 bad-tile-path /logs/mss/tile/0/000.p/256",
+        "404 bad-tile-path /logs/mss/tile/entries/000/",
+        "404 bad-tile-path /logs/mss/tile/data/000",
+        "404 no-such-tile /logs/mss/tile/0/002",
+        "404 no-such-tile /logs/mss/tile/0/001.p/45",
+        "404 no-such-tile /logs/mss/tile/0/x001/000",
+        "404 no-such-tile /logs/mss/tile/entries/001",
+        "404 no-such-tile /logs/mss/tile/1/000",
+        "404 no-such-tile /logs/technique/tile/entries/000.p/1",
+        "404 unknown-log /logs/nope/tile/0/000",
+        "400 bad-parameter /v1/traces?proofs=maybe",
+        "400 repeated-parameter /v1/traces?proofs=true&proofs=true",
+    ];
+    for case in cases {
+        let mut parts = case.splitn(3, ' ');
+        let (Some(status), Some(kind), Some(uri)) = (parts.next(), parts.next(), parts.next())
+        else {
+            panic!("case {case}");
+        };
+        let status: u16 = status.parse().expect("status");
+        let op = match uri.split('?').next().unwrap_or(uri) {
+            "/v1/proofs/inclusion" => &inclusion_op,
+            "/v1/proofs/consistency" => &consistency_op,
+            "/v1/traces" => &search_op,
+            p if p.ends_with("/checkpoint") => &checkpoint_op,
+            p if p.contains("/tile/") => &tile_op,
+            p => panic!("no operation for {p}"),
+        };
+        let a = get(&app, uri, uri.starts_with("/v1/")).await;
+        assert_eq!(
+            (a.status.as_u16(), a.content_type.as_str()),
+            (status, "application/problem+json"),
+            "{uri}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert_eq!(
+            a.json()["type"],
+            format!("urn:registre:problem:{kind}"),
+            "{uri}"
+        );
+        assert_answer(&doc, op, &a);
+    }
+}
+
+#[tokio::test]
+async fn integrity_examples_verify() {
+    let (_dir, app) = app();
+    let doc = served_doc(&app).await;
+
+    // Every example of a component schema fits it, as a server answer.
+    for (name, s) in doc["components"]["schemas"].as_object().expect("schemas") {
+        for (i, ex) in s["examples"].as_array().into_iter().flatten().enumerate() {
+            let strict = name != "Trace";
+            check(&doc, s, ex, strict, &format!("{name}.examples[{i}]"))
+                .unwrap_or_else(|e| panic!("example does not fit: {e}"));
+        }
+    }
+
+    // The examples tell one story: the stored trace of the examples is leaf
+    // 41 of `mss`, proven in the example checkpoint, signed by the example
+    // key; the consistency example links the two example checkpoints.
+    let ex = |name: &str| schema(&doc, name)["examples"].clone();
+    let vkey = ex("VerifierKey")[0].as_str().expect("vkey").to_owned();
+    let notes = ex("CheckpointNote");
+    let cp = open(notes[0].as_str().expect("note"), &vkey);
+    let cp40 = open(notes[1].as_str().expect("note"), &vkey);
+    assert_eq!(
+        (cp.origin(), cp.size(), cp40.origin(), cp40.size()),
+        (
+            "hopital-nord.example/registre/mss",
+            42,
+            "hopital-nord.example/registre/mss",
+            40
+        )
+    );
+    let stored = &ex("StoredTrace")[0];
+    let leaf = leaf_of(&commitment_of(stored));
+    let index = stored["index"].as_u64().expect("index");
+    let inclusion = &ex("InclusionProof")[0];
+    assert_eq!(
+        (
+            &inclusion["log"],
+            &inclusion["index"],
+            &inclusion["checkpoint"]
+        ),
+        (&stored["log"], &stored["index"], &notes[0])
+    );
+    let hit = &ex("SearchHit")[0];
+    let page = &ex("Page")[1];
+    assert_eq!(&page["traces"][0], hit);
+    assert_eq!(page["checkpoints"]["mss"], notes[0]);
+    for proof in [inclusion, &hit["proof"], &ex("TraceProof")[0]] {
+        assert_eq!(proof["size"], cp.size());
+        merkle::verify_inclusion(
+            &leaf,
+            index,
+            cp.size(),
+            &b64_hashes(&proof["hashes"]),
+            cp.root(),
+        )
+        .expect("example inclusion proof");
+    }
+    let consistency = &ex("ConsistencyProof")[0];
+    assert_eq!(
+        (&consistency["from"], &consistency["to"]),
+        (&json!(40), &json!(42))
+    );
+    merkle::verify_consistency(
+        40,
+        42,
+        cp40.root(),
+        cp.root(),
+        &b64_hashes(&consistency["hashes"]),
+    )
+    .expect("example consistency proof");
+    let logs = &ex("Logs")[0];
+    assert_eq!(logs["verifier_key"], vkey.as_str());
+    for l in logs["logs"].as_array().expect("logs") {
+        assert_eq!(l["verifier_key"], vkey.as_str());
+        let name = l["log"].as_str().expect("log");
+        assert_eq!(l["origin"], format!("hopital-nord.example/registre/{name}"));
+        assert_eq!(l["checkpoint_url"], format!("/logs/{name}/checkpoint"));
+    }
+    b64_hash(&ex("Hash")[0]);
+
+    // The documented operation examples are the schemas' examples.
+    let checkpoint = &doc["paths"]["/logs/{log}/checkpoint"]["get"]["responses"]["200"];
+    assert_eq!(checkpoint["content"]["text/plain"]["example"], notes[0]);
 }
