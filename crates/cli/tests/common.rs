@@ -24,10 +24,17 @@ pub fn free_port() -> u16 {
 impl Server {
     /// Starts `registre serve` on `data` and waits until it answers.
     pub fn start(data: &Path, port: u16) -> Server {
+        Server::start_with(data, port, &[])
+    }
+
+    /// Like `start`, with extra arguments to `registre serve` (e.g.
+    /// `--config FILE`).
+    pub fn start_with(data: &Path, port: u16, extra: &[&std::ffi::OsStr]) -> Server {
         let child = Command::new(env!("CARGO_BIN_EXE_registre"))
             .args(["serve", "--data"])
             .arg(data)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .env("REGISTRE_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
