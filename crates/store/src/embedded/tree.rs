@@ -283,29 +283,76 @@ pub fn read_checkpoints(path: &Path, f: &dyn VFile) -> Result<Vec<SignedCheckpoi
     let len = f.len().map_err(io)?;
     let mut raw = vec![0u8; len as usize];
     f.read_exact_at(&mut raw, 0).map_err(io)?;
+    let scan = scan_checkpoints(&raw);
     let mut out = Vec::new();
-    let mut p = 0usize;
-    while p + 8 <= raw.len() {
-        let n = u32::from_le_bytes([raw[p], raw[p + 1], raw[p + 2], raw[p + 3]]) as usize;
-        let crc = u32::from_le_bytes([raw[p + 4], raw[p + 5], raw[p + 6], raw[p + 7]]);
-        if p + 8 + n > raw.len() || crc32c::crc32c(&raw[p + 8..p + 8 + n]) != crc {
-            break;
+    for (offset, rec) in scan.records {
+        match rec {
+            Ok(cp) => out.push(cp),
+            // Damage before the end is not a torn write: never drop signed
+            // history to make it fit.
+            Err(reason) => {
+                return Err(OpenError::Corrupt {
+                    path: path.to_owned(),
+                    offset,
+                    reason,
+                });
+            }
         }
-        let note = String::from_utf8_lossy(&raw[p + 8..p + 8 + n]).into_owned();
-        let (size, root) = parse_note_head(&note).ok_or_else(|| OpenError::Corrupt {
-            path: path.to_owned(),
-            offset: p as u64,
-            reason: "a checkpoint record is not a checkpoint".into(),
-        })?;
-        out.push(SignedCheckpoint { size, root, note });
-        p += 8 + n;
     }
-    if p < raw.len() {
-        tracing::warn!(path = %path.display(), "truncating a torn checkpoint record");
-        f.set_len(p as u64).map_err(io)?;
+    if let Some(at) = scan.torn_at {
+        tracing::warn!(path = %path.display(), at, "truncating a torn last checkpoint record");
+        f.set_len(at).map_err(io)?;
         f.sync_data().map_err(io)?;
     }
     Ok(out)
+}
+
+/// The records of a `checkpoints` file, each with its offset: a checkpoint,
+/// or why the record is damaged. A bad *last* record (cut short, or whole but
+/// failing its CRC with nothing after it) is a torn write: `torn_at`.
+pub struct CheckpointScan {
+    pub records: Vec<(u64, Result<SignedCheckpoint, String>)>,
+    pub torn_at: Option<u64>,
+}
+
+pub fn scan_checkpoints(raw: &[u8]) -> CheckpointScan {
+    let mut records = Vec::new();
+    let mut p = 0usize;
+    let mut torn_at = None;
+    while p < raw.len() {
+        if raw.len() - p < 8 {
+            torn_at = Some(p as u64);
+            break;
+        }
+        let n = u32::from_le_bytes([raw[p], raw[p + 1], raw[p + 2], raw[p + 3]]) as usize;
+        let crc = u32::from_le_bytes([raw[p + 4], raw[p + 5], raw[p + 6], raw[p + 7]]);
+        let end = p + 8 + n;
+        if end > raw.len() {
+            torn_at = Some(p as u64);
+            break;
+        }
+        let body = &raw[p + 8..end];
+        if crc32c::crc32c(body) != crc {
+            if end == raw.len() {
+                torn_at = Some(p as u64);
+                break;
+            }
+            records.push((
+                p as u64,
+                Err("checkpoint record checksum mismatch: the record was altered".to_owned()),
+            ));
+            p = end;
+            continue;
+        }
+        let note = String::from_utf8_lossy(body).into_owned();
+        let rec = match parse_note_head(&note) {
+            Some((size, root)) => Ok(SignedCheckpoint { size, root, note }),
+            None => Err("the record is not a signed checkpoint".to_owned()),
+        };
+        records.push((p as u64, rec));
+        p = end;
+    }
+    CheckpointScan { records, torn_at }
 }
 
 /// Size and root of a signed checkpoint note (no signature check).

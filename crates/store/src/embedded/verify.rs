@@ -18,8 +18,7 @@ use registre_model::StoredTrace;
 
 use super::format::{FRAME_HEADER_LEN, FrameHeader, HEADER_LEN, SegmentHeader};
 use super::log::commitment;
-use super::tree::read_checkpoints;
-use crate::vfs::{OsVfs, VFile, Vfs};
+use crate::vfs::{OsVfs, Vfs};
 
 /// One thing found wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +40,9 @@ impl std::fmt::Display for Failure {
 pub struct Report {
     pub logs: Vec<LogReport>,
     pub failures: Vec<Failure>,
+    /// Things worth saying that are not tampering (e.g. the state a crash
+    /// leaves, which the next start repairs).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -105,6 +107,7 @@ pub fn verify_data_dir(
             verifiers,
             &mut lr,
             &mut report.failures,
+            &mut report.notes,
             progress,
         )?;
         report.logs.push(lr);
@@ -119,6 +122,7 @@ fn verify_log(
     verifiers: &[Verifier],
     lr: &mut LogReport,
     failures: &mut Vec<Failure>,
+    notes: &mut Vec<String>,
     progress: &mut dyn FnMut(u64),
 ) -> std::io::Result<()> {
     let mut fail = |place: String, what: String| {
@@ -128,8 +132,22 @@ fn verify_log(
             what,
         })
     };
+    // 0. The checkpoint history (checked in step 4): commitments up to the
+    // latest checkpoint were synced before it.
+    let cp = dir.join("checkpoints");
+    let cp_raw = std::fs::read(&cp).unwrap_or_default();
+    let cp_scan = super::tree::scan_checkpoints(&cp_raw);
+    let checkpointed = cp_scan
+        .records
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok().map(|c| c.size))
+        .max()
+        .unwrap_or(0);
+
     // 1. Segments → commitments recomputed from the records.
     let mut from_records: Vec<Option<Hash>> = Vec::new();
+    // Index ranges whose bytes are damaged (reported already).
+    let mut damaged: Vec<(u64, u64)> = Vec::new();
     let mut names: Vec<String> = vfs.list(dir)?;
     names.retain(|n| n.ends_with(".seg"));
     let mut expect_first: Option<u64> = None;
@@ -206,6 +224,7 @@ fn verify_log(
                         fh.first_index + u64::from(fh.count)
                     ),
                 );
+                damaged.push((fh.first_index, fh.first_index + u64::from(fh.count)));
                 pos = body_end;
                 next = fh.first_index + u64::from(fh.count);
                 continue;
@@ -221,18 +240,26 @@ fn verify_log(
             }
             match fh.records(body) {
                 Ok(recs) => {
+                    let mut moved = 0u64;
                     for (i, (off, rlen)) in recs.into_iter().enumerate() {
                         let index = fh.first_index + i as u64;
                         let rec = &body[off..off + rlen as usize];
                         match serde_json::from_slice::<StoredTrace>(&rec[16..]) {
                             Ok(t) if t.index == index && t.log.as_str() == log => {}
-                            Ok(t) => fail(
-                                format!("{} byte {}", rel(&path), body_start + off),
-                                format!(
-                                    "record claims log `{}` index {}, but sits at index {index}: records were moved",
-                                    t.log, t.index
-                                ),
-                            ),
+                            Ok(t) => {
+                                moved += 1;
+                                // A few lines per frame: after a deletion
+                                // every later record of the frame is shifted.
+                                if moved <= 3 {
+                                    fail(
+                                        format!("{} byte {}", rel(&path), body_start + off),
+                                        format!(
+                                            "record claims log `{}` index {}, but sits at index {index}: records were deleted, inserted or moved",
+                                            t.log, t.index
+                                        ),
+                                    );
+                                }
+                            }
                             Err(_) => fail(
                                 format!("{} byte {}", rel(&path), body_start + off),
                                 format!("record of index {index} does not decode"),
@@ -244,6 +271,15 @@ fn verify_log(
                         }
                         from_records[slot] = Some(commitment(rec));
                         lr.traces += 1;
+                    }
+                    if moved > 3 {
+                        fail(
+                            format!("{} byte {pos}", rel(&path)),
+                            format!(
+                                "{} more records of this frame sit at the wrong index",
+                                moved - 3
+                            ),
+                        );
                     }
                 }
                 Err(why) => fail(at, why.to_owned()),
@@ -279,31 +315,56 @@ fn verify_log(
         }
     };
     lr.commitments = entries.len() as u64;
+    let mut uncommitted = 0u64;
     for (i, rec) in from_records.iter().enumerate() {
         match (rec, entries.get(i)) {
-            (Some(r), Some(e)) if r != e => fail(
+            (Some(r), Some(e)) if r != e => {
+                if (i as u64) >= checkpointed && e.iter().all(|b| *b == 0) {
+                    uncommitted += 1;
+                } else {
+                    fail(
+                        format!("index {i}"),
+                        "the trace does not match its commitment: the trace or the entries file was altered"
+                            .into(),
+                    )
+                }
+            }
+            (Some(_), None) if (i as u64) < checkpointed => fail(
                 format!("index {i}"),
-                "the trace does not match its commitment: the trace or the entries file was altered"
+                "trace without a commitment, although a checkpoint covers it: the entries file was truncated"
                     .into(),
             ),
-            (Some(_), None) => fail(
-                format!("index {i}"),
-                "trace without a commitment in the entries file".into(),
-            ),
+            (Some(_), None) => uncommitted += 1,
             _ => {}
         }
     }
-    let first_record = from_records.iter().position(Option::is_some).unwrap_or(0);
-    let missing = from_records
-        .iter()
-        .enumerate()
-        .skip(first_record)
-        .filter(|(i, r)| r.is_none() && *i < entries.len())
-        .count();
-    if missing > 0 {
+    if uncommitted > 0 {
+        notes.push(format!(
+            "log {log}: the newest {uncommitted} traces have no commitment on disk yet \
+             (written after the latest checkpoint, as a crash leaves them); the next start \
+             recomputes them from the records"
+        ));
+    }
+    // Traces committed (or checkpointed) but absent from the segments.
+    let known = (entries.len() as u64).max(checkpointed);
+    let mut missing: Vec<(u64, u64)> = Vec::new();
+    for i in 0..known {
+        let present = from_records.get(i as usize).is_some_and(Option::is_some);
+        let hurt = damaged.iter().any(|(a, b)| (*a..*b).contains(&i));
+        if !present && !hurt {
+            match missing.last_mut() {
+                Some((_, end)) if *end == i => *end = i + 1,
+                _ => missing.push((i, i + 1)),
+            }
+        }
+    }
+    for (a, b) in missing.iter().take(20) {
         fail(
-            "segments".into(),
-            format!("{missing} committed traces are missing from the segments (deleted records)"),
+            format!("indexes {a}..{b}"),
+            format!(
+                "{} committed traces are missing from the segments: records or whole segments were deleted",
+                b - a
+            ),
         );
     }
     if entries.len() > from_records.len() {
@@ -372,101 +433,76 @@ fn verify_log(
     }
 
     // 4. Checkpoints: signature, root, consistency with the previous one.
-    let cp = dir.join("checkpoints");
-    if let Ok(f) = vfs.open(&cp, false) {
-        let raw_len = f.len()?;
-        let history = read_checkpoints_readonly(&cp, &*f)?;
-        progress(raw_len);
-        let mut prev: Option<(u64, Hash)> = None;
-        for c in history {
-            let place = format!("checkpoint of size {}", c.size);
-            lr.checkpoints += 1;
-            match open_checkpoint(c.note.as_bytes(), verifiers) {
-                Ok(_) => {}
-                Err(e) => {
-                    fail(
-                        place,
-                        format!("signature does not verify with the log's key: {e}"),
-                    );
-                    continue;
-                }
+    progress(cp_raw.len() as u64);
+    if let Some(at) = cp_scan.torn_at {
+        notes.push(format!(
+            "log {log}: {} ends with a torn record at byte {at} (a crash while writing a checkpoint); the next start drops it",
+            rel(&cp)
+        ));
+    }
+    let mut prev: Option<(u64, Hash)> = None;
+    for (offset, rec) in cp_scan.records {
+        let c = match rec {
+            Ok(c) => c,
+            Err(why) => {
+                fail(format!("{} byte {offset}", rel(&cp)), why);
+                continue;
             }
-            match tree.root_at(c.size) {
-                None => {
-                    fail(
-                        place,
-                        format!(
-                            "the log holds only {} traces: it was truncated behind this checkpoint",
-                            tree.size()
-                        ),
-                    );
-                    continue;
-                }
-                Some(root) if root != c.root => {
-                    fail(
-                        place,
-                        "root differs from the tree rebuilt from the commitments: history was rewritten"
-                            .into(),
-                    );
-                    continue;
-                }
-                Some(_) => {}
+        };
+        let place = format!("checkpoint of size {} ({} byte {offset})", c.size, rel(&cp));
+        lr.checkpoints += 1;
+        if let Err(e) = open_checkpoint(c.note.as_bytes(), verifiers) {
+            fail(
+                place,
+                format!("signature does not verify with the log's key: {e}"),
+            );
+            continue;
+        }
+        match tree.root_at(c.size) {
+            None => {
+                fail(
+                    place,
+                    format!(
+                        "the log holds only {} traces: it was truncated behind this checkpoint",
+                        tree.size()
+                    ),
+                );
+                continue;
             }
-            if let Some((ps, pr)) = prev {
-                if c.size < ps {
+            Some(root) if root != c.root => {
+                fail(
+                    place,
+                    "root differs from the tree rebuilt from the commitments: history was rewritten"
+                        .into(),
+                );
+                continue;
+            }
+            Some(_) => {}
+        }
+        if let Some((ps, pr)) = prev {
+            if c.size < ps {
+                fail(
+                    place.clone(),
+                    format!("smaller than the previous checkpoint ({ps})"),
+                );
+            } else if ps > 0 {
+                let ok = merkle::consistency_proof(&tree, ps, c.size)
+                    .ok()
+                    .is_some_and(|proof| {
+                        merkle::verify_consistency(ps, c.size, &pr, &c.root, &proof).is_ok()
+                    });
+                if !ok {
                     fail(
                         place.clone(),
-                        format!("smaller than the previous checkpoint ({ps})"),
+                        format!("not consistent with checkpoint {ps}"),
                     );
-                } else if ps > 0 {
-                    let ok = merkle::consistency_proof(&tree, ps, c.size)
-                        .ok()
-                        .is_some_and(|proof| {
-                            merkle::verify_consistency(ps, c.size, &pr, &c.root, &proof).is_ok()
-                        });
-                    if !ok {
-                        fail(
-                            place.clone(),
-                            format!("not consistent with checkpoint {ps}"),
-                        );
-                    }
                 }
             }
-            prev = Some((c.size, c.root));
-            lr.verified_size = c.size;
         }
+        prev = Some((c.size, c.root));
+        lr.verified_size = c.size;
     }
     Ok(())
-}
-
-/// Like `read_checkpoints` but never repairs: a torn record is reported by
-/// stopping there.
-fn read_checkpoints_readonly(
-    path: &Path,
-    f: &dyn VFile,
-) -> std::io::Result<Vec<super::tree::SignedCheckpoint>> {
-    let ro = ReadOnly(f);
-    read_checkpoints(path, &ro).map_err(|e| std::io::Error::other(e.to_string()))
-}
-
-struct ReadOnly<'a>(&'a dyn VFile);
-
-impl VFile for ReadOnly<'_> {
-    fn len(&self) -> std::io::Result<u64> {
-        self.0.len()
-    }
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-        self.0.read_exact_at(buf, offset)
-    }
-    fn write_all_at(&self, _: &[u8], _: u64) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn set_len(&self, _: u64) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 fn rel(p: &Path) -> String {
