@@ -115,6 +115,7 @@ pub fn verify_data_dir(
     Ok(report)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn verify_log(
     vfs: &OsVfs,
     dir: &Path,
