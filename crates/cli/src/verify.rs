@@ -341,12 +341,28 @@ async fn verify_server(
                 })
                 .unwrap_or_else(|| vec!["mss".into(), "technique".into(), "applicative".into()]);
         }
+        let remembered = std::fs::read_to_string(state_dir(base).join("verifier.txt")).ok();
+        if verifiers.is_empty()
+            && let Some(k) = remembered.as_deref().map(str::trim)
+        {
+            eprintln!("note: using the key remembered from the first run ({k})");
+            verifiers.push(
+                Verifier::parse(k)
+                    .map_err(|e| CliError::with("the remembered key is malformed", &e))?,
+            );
+        }
         if verifiers.is_empty() {
             let k = listed
                 .as_ref()
                 .and_then(|v| v["verifier_key"].as_str().map(str::to_owned))
                 .ok_or_else(|| CliError::new("pass --vkey: the server's verifier key is needed"))?;
-            eprintln!("note: trusting the key the server announces ({k}); pin it with --vkey");
+            eprintln!(
+                "note: trusting the key the server announces ({k}) and remembering it for next \
+                 time; pin it with --vkey"
+            );
+            let dir = state_dir(base);
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(dir.join("verifier.txt"), format!("{k}\n"));
             verifiers.push(
                 Verifier::parse(&k)
                     .map_err(|e| CliError::with("the server's key is malformed", &e))?,

@@ -138,6 +138,18 @@ impl EmbeddedStore {
         let mut opts = opts;
         if opts.signer.is_none() {
             let name = format!("{}/registre", opts.instance);
+            // A journal with signed history must keep its key: a new one
+            // would silently break every verifier's trust.
+            if !crate::keys::key_path(dir).exists() && has_checkpoints(dir) {
+                return Err(OpenError::Io {
+                    path: crate::keys::key_path(dir),
+                    source: std::io::Error::other(
+                        "the checkpoint signing key is missing but this journal has signed \
+                         checkpoints; restore keys/checkpoint.key from a backup (registre will \
+                         not sign with a new key behind its verifiers' back)",
+                    ),
+                });
+            }
             let signer = crate::keys::load_or_create(dir, &name).map_err(|e| OpenError::Io {
                 path: crate::keys::key_path(dir),
                 source: std::io::Error::other(e.to_string()),
@@ -411,6 +423,15 @@ impl Store for EmbeddedStore {
         merkle::consistency_proof(&*mem, from, to)
             .map_err(|e| IntegrityError::OutOfRange(e.to_string()))
     }
+}
+
+/// True when any log of `dir` holds a checkpoint record.
+fn has_checkpoints(dir: &Path) -> bool {
+    std::fs::read_dir(dir.join("logs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|l| std::fs::metadata(l.path().join("checkpoints")).is_ok_and(|m| m.len() > 0))
 }
 
 fn spawn_checkpointer(
