@@ -24,7 +24,7 @@ pub async fn run(json: &[String], singles: usize, actors: &[String]) -> HttpResu
         store: Arc::new(store),
         classes: crate::classes(),
         limits: Limits::default(),
-        token: "bench".into(),
+        auth: registre_intake::http::auth::Authenticator::admin_token("bench"),
         metrics: Arc::new(Metrics::default()),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

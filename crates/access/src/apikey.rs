@@ -67,7 +67,8 @@ struct KeyFile {
 
 /// The key file, loaded in memory; every change is written through.
 pub struct ApiKeyStore {
-    path: PathBuf,
+    /// `None`: in memory only (tests, benchmarks).
+    path: Option<PathBuf>,
     keys: RwLock<Vec<ApiKey>>,
 }
 
@@ -92,9 +93,17 @@ impl ApiKeyStore {
             Err(source) => return Err(ApiKeyError::Io { path, source }),
         };
         Ok(ApiKeyStore {
-            path,
+            path: Some(path),
             keys: RwLock::new(keys),
         })
+    }
+
+    /// A store that lives in memory only.
+    pub fn in_memory() -> ApiKeyStore {
+        ApiKeyStore {
+            path: None,
+            keys: RwLock::new(Vec::new()),
+        }
     }
 
     pub fn list(&self) -> Vec<ApiKey> {
@@ -146,6 +155,9 @@ impl ApiKeyStore {
     }
 
     /// Adopts an existing secret (the foundation's admin token) as a key.
+    /// The bootstrap key is an admin *and* a trusted proxy: it can do
+    /// everything, so that a first start works end to end; create narrower
+    /// keys for production and revoke it.
     pub fn adopt(&self, name: &str, role: Role, secret: &str) -> Result<ApiKey, ApiKeyError> {
         let mut raw = [0u8; 4];
         getrandom::fill(&mut raw).map_err(|e| ApiKeyError::Random(e.to_string()))?;
@@ -153,7 +165,7 @@ impl ApiKeyStore {
             id: raw.iter().map(|b| format!("{b:02x}")).collect(),
             name: name.to_owned(),
             role,
-            trusted_proxy: false,
+            trusted_proxy: true,
             created_at: jiff::Timestamp::now().to_string(),
             expires_at: None,
             revoked_at: None,
@@ -231,11 +243,14 @@ impl ApiKeyStore {
     }
 
     fn save(&self, keys: &[ApiKey]) -> Result<(), ApiKeyError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
         let io = |source| ApiKeyError::Io {
-            path: self.path.clone(),
+            path: path.clone(),
             source,
         };
-        if let Some(dir) = self.path.parent() {
+        if let Some(dir) = path.parent() {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -247,11 +262,11 @@ impl ApiKeyStore {
             keys: keys.to_vec(),
         })
         .map_err(|e| ApiKeyError::Malformed {
-            path: self.path.clone(),
+            path: path.clone(),
             reason: e.to_string(),
         })?;
         // Write a new file and rename it over the old: never a half file.
-        let tmp = self.path.with_extension("json.tmp");
+        let tmp = path.with_extension("json.tmp");
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -260,8 +275,8 @@ impl ApiKeyStore {
             .open(&tmp)
             .map_err(io)?;
         f.write_all(&body).and_then(|()| f.sync_all()).map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        if let Some(dir) = self.path.parent() {
+        std::fs::rename(&tmp, path).map_err(io)?;
+        if let Some(dir) = path.parent() {
             std::fs::File::open(dir)
                 .and_then(|d| d.sync_all())
                 .map_err(io)?;

@@ -6,9 +6,14 @@
 //! route's allowed roles ([`Role`]) and binds trace authorship to it.
 
 mod apikey;
+mod oidc;
 mod principal;
 mod role;
 
 pub use apikey::{ApiKey, ApiKeyError, ApiKeyStore, NewApiKey};
+pub use oidc::{
+    DEFAULT_JWKS_MAX_AGE, DEFAULT_REFRESH_INTERVAL, Discovery, OidcConfigError, OidcIssuer,
+    OidcValidator, PSC_ACR, RoleRule,
+};
 pub use principal::{AuthError, AuthMethod, Principal};
 pub use role::{ROLES, Role};

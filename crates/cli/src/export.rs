@@ -218,7 +218,8 @@ pub async fn run(a: ExportArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The export is itself a trace (class applicative, action export).
+/// The export is itself a trace (class applicative, action export), written
+/// by the server under the authenticated caller's name.
 async fn record_export(
     a: &ExportArgs,
     client: &reqwest::Client,
@@ -229,35 +230,17 @@ async fn record_export(
 ) -> Result<(), CliError> {
     use sha2::Digest;
     let digest = hex(&sha2::Sha256::digest(manifest.as_bytes()));
-    let mut request = String::from("export");
-    for (k, v) in filters {
-        request.push_str(&format!(" {k}={v}"));
-    }
-    if let Some(r) = &a.reason {
-        request.push_str(&format!(" reason={r}"));
-    }
-    let request: String = request
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(2000)
-        .collect::<String>()
-        .replace('{', "(")
-        .replace('}', ")");
-    let trace = json!({
-        "class": "applicative",
-        "occurred_at": local_now(),
-        "actor": {"id": a.exporter, "id_type": "login"},
-        "action": "export",
-        "target": {"resource": "registre export bundle"},
-        "request": request,
-        "response": {"status": "OK", "text": format!("{count} traces; manifest sha256 {digest}")},
-        "outcome": "success",
-        "source": {"software": format!("registre-cli {}", env!("CARGO_PKG_VERSION"))},
+    let query: String = form_query(filters);
+    let body = json!({
+        "filters": query,
+        "traces": count,
+        "manifest_sha256": digest,
+        "reason": a.reason,
     });
     let resp = client
-        .post(a.server.url("/v1/traces"))
+        .post(a.server.url("/v1/exports"))
         .bearer_auth(token)
-        .json(&trace)
+        .json(&body)
         .send()
         .await
         .map_err(|e| CliError::with("cannot record the export in the journal", &e))?;
@@ -272,11 +255,12 @@ async fn record_export(
     Ok(())
 }
 
-/// Local time with its UTC offset, RFC 3339.
-pub fn local_now() -> String {
-    jiff::Zoned::now()
-        .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z")
-        .to_string()
+fn form_query(filters: &[(&str, String)]) -> String {
+    filters
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn prepare_dir(out: &Path) -> Result<(), CliError> {

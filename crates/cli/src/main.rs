@@ -76,7 +76,7 @@ fn main() -> ExitCode {
             Command::Search(a) => client::search(a).await.map(|()| ExitCode::SUCCESS),
             Command::Export(a) => export::run(a).await.map(|()| ExitCode::SUCCESS),
             Command::Verify(a) => verify::run(a).await,
-            Command::Keys(k) => keys::run(k).map(|()| ExitCode::SUCCESS),
+            Command::Keys(k) => keys::run(k).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

@@ -81,6 +81,21 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     })?;
     let token_path = data.join("admin-token");
     let token = admin_token(&token_path)?;
+    let keys = registre_access::ApiKeyStore::open(&data)
+        .map_err(|e| CliError::with("cannot load the API keys", &e))?;
+    if keys.is_empty() {
+        // First start with access control: the admin token becomes the
+        // first admin key (all-powerful, also a trusted proxy).
+        keys.adopt("admin", registre_access::Role::Admin, &token)
+            .map_err(|e| CliError::with("cannot register the admin token as a key", &e))?;
+        tracing::warn!(
+            "ALERT: the bootstrap admin key (admin-token) was registered; create narrower keys with `registre keys create` and revoke it in production"
+        );
+    }
+    let auth = Arc::new(registre_intake::http::auth::Authenticator {
+        keys: Arc::new(keys),
+        bearers: Vec::new(),
+    });
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -122,7 +137,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         store,
         classes: policies.iter().map(|p| p.name.clone()).collect(),
         limits: Limits::default(),
-        token,
+        auth,
         metrics: Arc::new(Metrics::default()),
     });
     registre_intake::serve(listener, state, shutdown_signal())

@@ -393,7 +393,8 @@ fn wrong_pinned_key_fails() {
 }
 
 /// Each export is a trace: class applicative, action export, by the
-/// exporter, with the filters, the reason and the manifest's SHA-256.
+/// authenticated caller (here the bootstrap admin key), with the filters,
+/// the reason and the manifest's SHA-256.
 #[test]
 fn export_is_recorded_in_the_journal() {
     use sha2::Digest;
@@ -406,10 +407,11 @@ fn export_is_recorded_in_the_journal() {
         assert_eq!(t["class"], "applicative", "{t}");
         assert_eq!(t["log"], "applicative", "{t}");
         assert_eq!(t["action"], "export", "{t}");
-        assert_eq!(t["actor"]["id"], EXPORTER, "{t}");
+        assert_eq!(t["actor"]["id"], "admin", "{t}");
+        assert_eq!(t["actor"]["auth"], "apikey", "{t}");
         assert_eq!(
             t["request"],
-            format!("export actor={actor} reason={REASON}").as_str(),
+            format!("/v1/exports?actor={actor}&reason={REASON}").as_str(),
             "{t}"
         );
         let digest: String =

@@ -8,6 +8,7 @@
 pub mod events;
 pub mod http;
 pub mod metrics;
+pub mod tls;
 
 pub use http::{AppState, router, serve};
 pub use metrics::Metrics;

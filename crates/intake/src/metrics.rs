@@ -19,6 +19,7 @@ pub struct Metrics {
     accepted: Mutex<BTreeMap<String, u64>>,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     append_failures: AtomicU64,
+    admin_credentials: AtomicU64,
     latency: Histogram,
 }
 
@@ -59,6 +60,10 @@ impl Metrics {
 
     pub fn rejected(&self, code: &'static str, n: u64) {
         *lock(&self.rejected).entry(code).or_default() += n;
+    }
+
+    pub fn admin_credential_created(&self) {
+        self.admin_credentials.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn append_failed(&self) {
@@ -128,6 +133,16 @@ impl Metrics {
             o,
             "registre_append_failures_total {}",
             self.append_failures.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "# HELP registre_admin_credentials_created_total Credentials created with rights to modify the journal (admin or trusted proxy): an alert."
+        );
+        let _ = writeln!(o, "# TYPE registre_admin_credentials_created_total counter");
+        let _ = writeln!(
+            o,
+            "registre_admin_credentials_created_total {}",
+            self.admin_credentials.load(Ordering::Relaxed)
         );
         let _ = writeln!(o, "# HELP registre_log_size Traces in each log.");
         let _ = writeln!(o, "# TYPE registre_log_size gauge");

@@ -27,7 +27,7 @@ fn state_on(store: Arc<dyn Store>) -> Arc<AppState> {
         store,
         classes: classes(),
         limits: Limits::default(),
-        token: TOKEN.into(),
+        auth: registre_intake::http::auth::Authenticator::admin_token(TOKEN),
         metrics: Arc::new(Metrics::default()),
     })
 }

@@ -80,7 +80,7 @@ fn app() -> (tempfile::TempDir, Router) {
         store: Arc::new(store),
         classes,
         limits: Limits::default(),
-        token: TOKEN.into(),
+        auth: registre_intake::http::auth::Authenticator::admin_token(TOKEN),
         metrics: Arc::new(Metrics::default()),
     });
     (dir, router(state))

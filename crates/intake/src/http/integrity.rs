@@ -101,7 +101,23 @@ struct LogEntry {
 }
 
 /// `GET /v1/logs`.
-pub async fn logs(State(st): State<Arc<AppState>>) -> Response {
+pub async fn logs(
+    State(st): State<Arc<AppState>>,
+    axum::Extension(who): axum::Extension<registre_access::Principal>,
+) -> Response {
+    if let Err(p) = super::access_log::record(
+        &st,
+        &who,
+        registre_model::Action::Recherche,
+        "/v1/logs",
+        "",
+        200,
+        "list of logs".into(),
+    )
+    .await
+    {
+        return p.into_response();
+    }
     let vkey = st.store.verifier_key();
     let logs = st
         .store
@@ -136,7 +152,11 @@ struct InclusionBody {
 
 /// `GET /v1/proofs/inclusion?log=&index=[&size=]`: without `size`, against
 /// the latest checkpoint (issued on demand when the trace is newer).
-pub async fn inclusion(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Response {
+pub async fn inclusion(
+    State(st): State<Arc<AppState>>,
+    axum::Extension(who): axum::Extension<registre_access::Principal>,
+    RawQuery(q): RawQuery,
+) -> Response {
     let params = match Params::parse(q.as_deref().unwrap_or(""), &["log", "index", "size"]) {
         Ok(p) => p,
         Err(p) => return p.into_response(),
@@ -164,7 +184,26 @@ pub async fn inclusion(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -
         })
     };
     match r.await {
-        Ok(body) => axum::Json(body).into_response(),
+        Ok(body) => {
+            let summary = format!(
+                "inclusion proof of {} in {} at size {}",
+                body.index, body.log, body.size
+            );
+            match super::access_log::record(
+                &st,
+                &who,
+                registre_model::Action::Recherche,
+                "/v1/proofs/inclusion",
+                q.as_deref().unwrap_or(""),
+                200,
+                summary,
+            )
+            .await
+            {
+                Ok(()) => axum::Json(body).into_response(),
+                Err(p) => p.into_response(),
+            }
+        }
         Err(p) => p.into_response(),
     }
 }
@@ -178,7 +217,11 @@ struct ConsistencyBody {
 }
 
 /// `GET /v1/proofs/consistency?log=&from=&to=`.
-pub async fn consistency(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Response {
+pub async fn consistency(
+    State(st): State<Arc<AppState>>,
+    axum::Extension(who): axum::Extension<registre_access::Principal>,
+    RawQuery(q): RawQuery,
+) -> Response {
     let params = match Params::parse(q.as_deref().unwrap_or(""), &["log", "from", "to"]) {
         Ok(p) => p,
         Err(p) => return p.into_response(),
@@ -199,9 +242,36 @@ pub async fn consistency(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery)
         })
     })();
     match r {
-        Ok(body) => axum::Json(body).into_response(),
+        Ok(body) => {
+            let summary = format!(
+                "consistency proof of {} from {} to {}",
+                body.log, body.from, body.to
+            );
+            match futures_record(&st, &who, q.as_deref().unwrap_or(""), summary).await {
+                Ok(()) => axum::Json(body).into_response(),
+                Err(p) => p.into_response(),
+            }
+        }
         Err(p) => p.into_response(),
     }
+}
+
+async fn futures_record(
+    st: &AppState,
+    who: &registre_access::Principal,
+    q: &str,
+    summary: String,
+) -> Result<(), Problem> {
+    super::access_log::record(
+        st,
+        who,
+        registre_model::Action::Recherche,
+        "/v1/proofs/consistency",
+        q,
+        200,
+        summary,
+    )
+    .await
 }
 
 /// The latest checkpoint of `log`, issuing a new one if `index` is newer.

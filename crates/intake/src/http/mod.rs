@@ -13,7 +13,10 @@
 //! | `GET /metrics` | Prometheus text | none |
 //! | `GET /openapi.json` | OpenAPI 3.1 of this API | none |
 
+mod access_log;
+pub mod auth;
 mod integrity;
+mod keys;
 mod problem;
 mod search;
 mod traces;
@@ -47,8 +50,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub classes: Vec<ClassName>,
     pub limits: Limits,
-    /// The bearer token every `/v1` route requires.
-    pub token: String,
+    /// The credentials accepted on `/v1` routes.
+    pub auth: Arc<auth::Authenticator>,
     pub metrics: Arc<crate::Metrics>,
 }
 
@@ -62,7 +65,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/logs", get(integrity::logs))
         .route("/v1/proofs/inclusion", get(integrity::inclusion))
         .route("/v1/proofs/consistency", get(integrity::consistency))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route("/v1/exports", axum::routing::post(keys::record_export))
+        .route("/v1/keys", get(keys::list).post(keys::create))
+        .route("/v1/keys/{id}", axum::routing::delete(keys::revoke))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_role,
+        ));
     Router::new()
         .merge(v1)
         .route("/logs/{log}/checkpoint", get(integrity::checkpoint))
@@ -93,32 +102,6 @@ pub async fn serve(
         .await
 }
 
-async fn require_token(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
-        None => Problem::unauthorized(
-            "this route needs `Authorization: Bearer <token>`; the token is in <data>/admin-token",
-        )
-        .into_response(),
-        Some(t) if !constant_time_eq(t.as_bytes(), st.token.as_bytes()) => {
-            Problem::unauthorized("the bearer token is not valid").into_response()
-        }
-        Some(_) => next.run(req).await,
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Counts and times every request by route template (never by raw path).
 async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let route: &'static str = match req.extensions().get::<MatchedPath>().map(|m| m.as_str()) {
@@ -126,6 +109,9 @@ async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) -> R
         Some("/v1/logs") => "/v1/logs",
         Some("/v1/proofs/inclusion") => "/v1/proofs/inclusion",
         Some("/v1/proofs/consistency") => "/v1/proofs/consistency",
+        Some("/v1/exports") => "/v1/exports",
+        Some("/v1/keys") => "/v1/keys",
+        Some("/v1/keys/{id}") => "/v1/keys/{id}",
         Some("/logs/{log}/checkpoint") => "/logs/{log}/checkpoint",
         Some("/logs/{log}/tile/{*rest}") => "/logs/{log}/tile",
         Some("/healthz") => "/healthz",

@@ -44,7 +44,11 @@ struct ProofBody {
     hashes: Vec<String>,
 }
 
-pub async fn search_traces(State(st): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Response {
+pub async fn search_traces(
+    State(st): State<Arc<AppState>>,
+    axum::Extension(who): axum::Extension<registre_access::Principal>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let raw = raw.as_deref().unwrap_or("");
     let with_proofs = form_urlencoded::parse(raw.as_bytes())
         .any(|(k, v)| k == "proofs" && (v == "true" || v == "1"));
@@ -94,6 +98,20 @@ pub async fn search_traces(State(st): State<Arc<AppState>>, RawQuery(raw): RawQu
                     record,
                     proof: None,
                 }));
+            }
+            // The search itself is a trace; no trace, no answer.
+            if let Err(p) = super::access_log::record(
+                &st,
+                &who,
+                registre_model::Action::Recherche,
+                "/v1/traces",
+                raw,
+                200,
+                format!("{} traces returned", hits.len()),
+            )
+            .await
+            {
+                return p.into_response();
             }
             axum::Json(PageBody {
                 traces: hits,

@@ -25,16 +25,22 @@ const MAX_LISTED_ERRORS: usize = 100;
 
 pub async fn post_traces(
     State(st): State<Arc<AppState>>,
+    axum::Extension(who): axum::Extension<registre_access::Principal>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match handle(&st, &headers, body).await {
+    match handle(&st, &who, &headers, body).await {
         Ok(r) => r,
         Err(p) => p.into_response(),
     }
 }
 
-async fn handle(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, Problem> {
+async fn handle(
+    st: &AppState,
+    who: &registre_access::Principal,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
     check_content_type(headers)?;
     let too_large = || {
         Problem::new(
@@ -58,7 +64,8 @@ async fn handle(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Respon
         .await
         .map_err(|_| too_large())?;
 
-    let traces = parse_body(st, &bytes)?;
+    let mut traces = parse_body(st, &bytes)?;
+    bind_authorship(who, &mut traces)?;
     let n = traces.len();
     match st.store.append(traces).await {
         Ok(receipts) => {
@@ -94,6 +101,47 @@ async fn handle(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Respon
             e.to_string(),
         )),
     }
+}
+
+/// The author of a trace is the authenticated one: a credential that is not
+/// a trusted proxy writes only its own traces, and their `actor.auth` says
+/// how it was authenticated.
+fn bind_authorship(who: &registre_access::Principal, traces: &mut [Trace]) -> Result<(), Problem> {
+    if who.trusted_proxy {
+        return Ok(());
+    }
+    let mut errors = Vec::new();
+    for (i, t) in traces.iter_mut().enumerate() {
+        if t.actor.id != who.id {
+            errors.push(TraceProblem {
+                trace: i,
+                field: "actor.id".into(),
+                code: "actor_mismatch",
+                detail: format!(
+                    "this credential authenticates `{}`; a trace may not claim another author \
+                     (only a trusted proxy may)",
+                    who.id
+                ),
+            });
+        } else {
+            t.actor.auth = Some(who.auth.clone());
+        }
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let mut p = Problem::new(
+        StatusCode::FORBIDDEN,
+        "actor-mismatch",
+        "Trace author is not the caller",
+        format!(
+            "{} trace(s) claim an author other than the authenticated `{}`; nothing was stored",
+            errors.len(),
+            who.id
+        ),
+    );
+    p.errors = errors.into_iter().take(MAX_LISTED_ERRORS).collect();
+    Err(p)
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), Problem> {
