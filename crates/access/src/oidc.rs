@@ -547,9 +547,8 @@ impl OidcValidator {
         let doc = self
             .get_json(&cfg.name, "discovery document", &discovery_url)
             .await?;
-        let unavailable = |what: String| {
-            AuthError::Unavailable(format!("{}: {discovery_url} {what}", cfg.name))
-        };
+        let unavailable =
+            |what: String| AuthError::Unavailable(format!("{}: {discovery_url} {what}", cfg.name));
         match doc.get("issuer").and_then(Value::as_str) {
             Some(iss) if iss == cfg.issuer => {}
             Some(iss) => {
@@ -579,7 +578,11 @@ impl OidcValidator {
                 cfg.name
             )));
         };
-        cache.keys = entries.iter().filter_map(Jwk::parse).map(Arc::new).collect();
+        cache.keys = entries
+            .iter()
+            .filter_map(Jwk::parse)
+            .map(Arc::new)
+            .collect();
         cache.fetched = Some(Instant::now());
         tracing::info!(
             issuer = %cfg.name,
@@ -590,8 +593,9 @@ impl OidcValidator {
     }
 
     async fn get_json(&self, name: &str, what: &str, url: &str) -> Result<Value, AuthError> {
-        let unavailable =
-            |why: String| AuthError::Unavailable(format!("{name}: cannot fetch the {what} {url}: {why}"));
+        let unavailable = |why: String| {
+            AuthError::Unavailable(format!("{name}: cannot fetch the {what} {url}: {why}"))
+        };
         let mut response = self
             .http
             .get(url)
@@ -647,7 +651,11 @@ impl<'a> Jws<'a> {
         let [header, payload, signature] = parts[..] else {
             return Ok(None);
         };
-        if header.is_empty() || payload.is_empty() || !b64(header) || !b64(payload) || !b64(signature)
+        if header.is_empty()
+            || payload.is_empty()
+            || !b64(header)
+            || !b64(payload)
+            || !b64(signature)
         {
             return Ok(None);
         }
@@ -695,7 +703,9 @@ impl Alg {
             "ES256" => Alg::Es256,
             "EdDSA" => Alg::EdDsa,
             a if a.eq_ignore_ascii_case("none") => {
-                return Err(token("algorithm none is not accepted: tokens must be signed"));
+                return Err(token(
+                    "algorithm none is not accepted: tokens must be signed",
+                ));
             }
             a if a.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("HS")) => {
                 return Err(token(format!(
@@ -840,9 +850,9 @@ impl Jwk {
     fn verify(&self, alg: Alg, message: &[u8], signature: &[u8]) -> bool {
         use p256::ecdsa::signature::Verifier as _;
         match (&self.key, alg) {
-            (KeyMaterial::Rsa(k), Alg::Rs256) => {
-                k.pkcs1v15_verify::<sha2::Sha256>(message, signature).is_ok()
-            }
+            (KeyMaterial::Rsa(k), Alg::Rs256) => k
+                .pkcs1v15_verify::<sha2::Sha256>(message, signature)
+                .is_ok(),
             (KeyMaterial::Rsa(k), Alg::Ps256) => {
                 k.pss_verify::<sha2::Sha256>(message, signature).is_ok()
             }
@@ -1143,11 +1153,15 @@ mod tests {
         let ok = claims(serde_json::json!({"exp": now + 10, "nbf": now - 10, "iat": now}));
         assert_eq!(check_times(&ok, 60, now), Ok(()));
         let late = claims(serde_json::json!({"exp": now - 61}));
-        assert!(matches!(check_times(&late, 60, now), Err(AuthError::Token(r)) if r.starts_with("token expired")));
+        assert!(
+            matches!(check_times(&late, 60, now), Err(AuthError::Token(r)) if r.starts_with("token expired"))
+        );
         let within_leeway = claims(serde_json::json!({"exp": now - 59}));
         assert_eq!(check_times(&within_leeway, 60, now), Ok(()));
         let early = claims(serde_json::json!({"exp": now + 600, "nbf": now + 61}));
-        assert!(matches!(check_times(&early, 60, now), Err(AuthError::Token(r)) if r.starts_with("token not valid before")));
+        assert!(
+            matches!(check_times(&early, 60, now), Err(AuthError::Token(r)) if r.starts_with("token not valid before"))
+        );
         let fractional = claims(serde_json::json!({"exp": (now + 10) as f64 + 0.5}));
         assert_eq!(check_times(&fractional, 0, now), Ok(()));
         let no_exp = claims(serde_json::json!({}));
@@ -1158,7 +1172,11 @@ mod tests {
 
     #[test]
     fn acr_ranks() {
-        let order = vec!["eidas-low".to_owned(), "eidas1".to_owned(), "eidas3".to_owned()];
+        let order = vec![
+            "eidas-low".to_owned(),
+            "eidas1".to_owned(),
+            "eidas3".to_owned(),
+        ];
         assert_eq!(check_acr(Some("eidas1"), Some("eidas1"), &[]), Ok(()));
         assert!(check_acr(Some("eidas3"), Some("eidas1"), &[]).is_err());
         assert_eq!(check_acr(Some("eidas3"), Some("eidas1"), &order), Ok(()));

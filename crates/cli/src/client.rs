@@ -30,6 +30,11 @@ impl ServerArgs {
         {
             return Ok(t.trim().to_owned());
         }
+        if self.token_file.is_none()
+            && let Some(t) = crate::login::saved_token()
+        {
+            return Ok(t);
+        }
         let path = self
             .token_file
             .clone()

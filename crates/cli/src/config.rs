@@ -14,6 +14,7 @@ use serde::Deserialize;
 pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
+    pub access: AccessConfig,
     /// Classes by name; the built-in three are added when absent.
     pub classes: BTreeMap<String, ClassConfig>,
 }
@@ -26,9 +27,23 @@ pub struct ServerConfig {
     /// Instance name: checkpoints of class C have origin
     /// `<instance>/registre/<C>`; the signing key is `<instance>/registre`.
     pub instance: String,
+    /// HTTPS: certificate chain and key (PEM).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: the CA that signs client certificates.
+    pub client_ca: Option<PathBuf>,
+    pub require_client_cert: bool,
     /// Serve plain HTTP on a non-loopback address (TLS arrives with the
     /// access issue; until then, put a TLS proxy in front).
     pub allow_plain_http: bool,
+}
+
+/// `[access]`: credentials besides API keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// `[[access.certificates]]`: client certificate → principal rules.
+    pub certificates: Vec<registre_intake::tls::CertRule>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +72,10 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7380)),
             data: PathBuf::from("registre-data"),
             instance: "localhost".into(),
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
+            require_client_cert: false,
             allow_plain_http: false,
         }
     }

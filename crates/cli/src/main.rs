@@ -6,6 +6,7 @@ mod config;
 mod csv;
 mod export;
 mod keys;
+mod login;
 mod serve;
 mod verify;
 
@@ -46,6 +47,7 @@ enum Command {
     Verify(verify::VerifyArgs),
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    Login(login::LoginArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
             Command::Search(a) => client::search(a).await.map(|()| ExitCode::SUCCESS),
             Command::Export(a) => export::run(a).await.map(|()| ExitCode::SUCCESS),
             Command::Verify(a) => verify::run(a).await,
+            Command::Login(a) => login::run(a).await.map(|()| ExitCode::SUCCESS),
             Command::Keys(k) => keys::run(k).await.map(|()| ExitCode::SUCCESS),
         }
     });

@@ -45,6 +45,18 @@ pub struct ServeArgs {
     /// Allow plain HTTP on a non-loopback address.
     #[arg(long)]
     allow_plain_http: bool,
+    /// Serve HTTPS with this certificate chain (PEM).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Verify client certificates against this CA (PEM): mutual TLS.
+    #[arg(long)]
+    client_ca: Option<PathBuf>,
+    /// Refuse connections without a client certificate.
+    #[arg(long, requires = "client_ca")]
+    require_client_cert: bool,
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
@@ -56,7 +68,32 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::with("cannot load the configuration", &e))?;
     let data = args.data.clone().unwrap_or_else(|| cfg.server.data.clone());
     let listen = args.listen.unwrap_or(cfg.server.listen);
-    if !(listen.ip().is_loopback() || args.allow_plain_http || cfg.server.allow_plain_http) {
+    let tls = match (
+        args.tls_cert.clone().or(cfg.server.tls_cert.clone()),
+        args.tls_key.clone().or(cfg.server.tls_key.clone()),
+    ) {
+        (Some(cert), Some(key)) => {
+            let opts = registre_intake::tls::TlsOptions {
+                cert,
+                key,
+                client_ca: args.client_ca.clone().or(cfg.server.client_ca.clone()),
+                require_client_cert: args.require_client_cert || cfg.server.require_client_cert,
+            };
+            Some(
+                registre_intake::tls::server_config(&opts)
+                    .map_err(|e| CliError::with("cannot set up TLS", &e))?,
+            )
+        }
+        (None, None) => None,
+        _ => {
+            return Err(CliError::new(
+                "TLS needs both a certificate and its key (--tls-cert and --tls-key)",
+            ));
+        }
+    };
+    if tls.is_none()
+        && !(listen.ip().is_loopback() || args.allow_plain_http || cfg.server.allow_plain_http)
+    {
         return Err(CliError::new(format!(
             "refusing to serve plain HTTP on {listen}, which is not a loopback address: \
              traces are health data. Listen on 127.0.0.1 behind a TLS reverse proxy, or pass \
@@ -95,6 +132,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let auth = Arc::new(registre_intake::http::auth::Authenticator {
         keys: Arc::new(keys),
         bearers: Vec::new(),
+        certificates: cfg.access.certificates.clone(),
     });
 
     let listener = tokio::net::TcpListener::bind(listen)
@@ -131,7 +169,10 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         token_path.display()
     );
     eprintln!("  checkpoint verifier key: {}", store.verifier_key());
-    eprintln!("listening on http://{local}  (API description: http://{local}/openapi.json)");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!(
+        "listening on {scheme}://{local}  (API description: {scheme}://{local}/openapi.json)"
+    );
 
     let state = Arc::new(AppState {
         store,
@@ -140,9 +181,19 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         auth,
         metrics: Arc::new(Metrics::default()),
     });
-    registre_intake::serve(listener, state, shutdown_signal())
-        .await
-        .map_err(|e| CliError::with("the HTTP server stopped", &e))?;
+    match tls {
+        Some(config) => {
+            registre_intake::tls::serve_tls(
+                listener,
+                config,
+                registre_intake::router(state),
+                shutdown_signal(),
+            )
+            .await
+        }
+        None => registre_intake::serve(listener, state, shutdown_signal()).await,
+    }
+    .map_err(|e| CliError::with("the HTTP server stopped", &e))?;
     eprintln!("registre stopped");
     Ok(())
 }

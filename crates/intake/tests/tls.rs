@@ -559,6 +559,16 @@ fn server_config_errors_name_the_file_and_the_problem() {
         "-----BEGIN CERTIFICATE-----\nAAAAAAAA\n-----END CERTIFICATE-----\n",
     );
     let e = err(&TlsOptions {
+        cert: garbage_ca.clone(),
+        ..options(&f, false, false)
+    });
+    assert!(matches!(e, TlsError::BadCertificate { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("garbage-ca.pem") && msg.contains("invalid certificate"),
+        "{msg}"
+    );
+    let e = err(&TlsOptions {
         client_ca: Some(garbage_ca),
         ..options(&f, true, true)
     });

@@ -27,6 +27,8 @@ pub trait BearerAuthenticator: Send + Sync {
 pub struct Authenticator {
     pub keys: Arc<ApiKeyStore>,
     pub bearers: Vec<Arc<dyn BearerAuthenticator>>,
+    /// Client certificate → principal rules (mutual TLS).
+    pub certificates: Vec<crate::tls::CertRule>,
 }
 
 impl Authenticator {
@@ -40,6 +42,7 @@ impl Authenticator {
         Arc::new(Authenticator {
             keys: Arc::new(keys),
             bearers: Vec::new(),
+            certificates: Vec::new(),
         })
     }
 
@@ -93,9 +96,25 @@ pub async fn require_role(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .map(str::to_owned);
-    let principal = match req.extensions().get::<Principal>().cloned() {
-        // Already authenticated by the TLS layer (client certificate).
-        Some(p) if bearer.is_none() => p,
+    let cert = req
+        .extensions()
+        .get::<crate::tls::ClientCertificate>()
+        .cloned();
+    let principal = match cert {
+        // A verified client certificate and no bearer: the certificate is
+        // the credential, and it must match a rule.
+        Some(c) if bearer.is_none() => {
+            match crate::tls::certificate_principal(&c, &st.auth.certificates) {
+                Some(p) => p,
+                None => {
+                    return Problem::unauthorized(&format!(
+                        "the client certificate ({}) matches no [[access.certificates]] rule",
+                        c.subject
+                    ))
+                    .into_response();
+                }
+            }
+        }
         _ => match st.auth.authenticate(bearer.as_deref()).await {
             Ok(p) => p,
             Err(AuthError::Unavailable(why)) => {
