@@ -220,10 +220,11 @@ impl ApiKeyStore {
         if k.revoked_at.is_some() {
             return Err(AuthError::Revoked);
         }
+        // An expiry that does not parse counts as expired: fail closed.
         if let Some(exp) = &k.expires_at
             && exp
                 .parse::<jiff::Timestamp>()
-                .is_ok_and(|t| t <= jiff::Timestamp::now())
+                .map_or(true, |t| t <= jiff::Timestamp::now())
         {
             return Err(AuthError::Expired);
         }

@@ -3,6 +3,11 @@
 //! `registre_model::parse_trace` enforces (fields, required fields, closed
 //! objects, limits), and real answers fit the documented response schemas.
 //!
+//! Access control is held to its word: each operation's `x-registre-roles`
+//! is the code's `ROUTES`, every role is allowed or refused as documented,
+//! and the 401, 403 and 503 answers, the authorship binding and the tracing
+//! of accesses are the documented ones.
+//!
 //! The integrity routes are held to their word too: the commitment and leaf
 //! hash the descriptions give are recomputed from served traces and found in
 //! the served tiles, proofs verify against the served signed checkpoints, and
@@ -22,6 +27,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use registre_intake::http::auth::ROUTES;
 use registre_intake::http::{MAX_BATCH, MAX_BODY_BYTES, OPENAPI_JSON};
 use registre_intake::{AppState, Metrics, router};
 use registre_log::checkpoint::{Checkpoint, open_checkpoint};
@@ -42,6 +48,10 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/v1/logs"),
     ("get", "/v1/proofs/inclusion"),
     ("get", "/v1/proofs/consistency"),
+    ("post", "/v1/exports"),
+    ("get", "/v1/keys"),
+    ("post", "/v1/keys"),
+    ("delete", "/v1/keys/{id}"),
     ("get", "/logs/{log}/checkpoint"),
     ("get", "/logs/{log}/tile/{tilePath}"),
     ("get", "/healthz"),
@@ -69,8 +79,13 @@ fn design_trace() -> Value {
 }
 
 fn app() -> (tempfile::TempDir, Router) {
+    app_with(&["mss", "technique", "applicative"])
+}
+
+/// An app whose journal has these classes only.
+fn app_with(class_names: &[&str]) -> (tempfile::TempDir, Router) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let classes: Vec<ClassName> = ["mss", "technique", "applicative"]
+    let classes: Vec<ClassName> = class_names
         .iter()
         .map(|c| ClassName::new(c).expect("class"))
         .collect();
@@ -107,11 +122,24 @@ async fn call(
     content_type: Option<&str>,
     body: Option<String>,
 ) -> Answer {
+    let bearer = token.then_some(TOKEN);
+    call_as(app, method, uri, bearer, content_type, body).await
+}
+
+/// `call` with this bearer credential (or none).
+async fn call_as(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    bearer: Option<&str>,
+    content_type: Option<&str>,
+    body: Option<String>,
+) -> Answer {
     let mut req = Request::builder()
         .method(method.to_ascii_uppercase().as_str())
         .uri(uri);
-    if token {
-        req = req.header("authorization", format!("Bearer {TOKEN}"));
+    if let Some(b) = bearer {
+        req = req.header("authorization", format!("Bearer {b}"));
     }
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
@@ -154,6 +182,40 @@ async fn post_json(app: &Router, body: &Value) -> Answer {
 
 async fn get(app: &Router, uri: &str, token: bool) -> Answer {
     call(app, "get", uri, token, None, None).await
+}
+
+/// Creates an API key with the bootstrap admin token; returns (id, secret).
+async fn create_key(app: &Router, body: Value) -> (String, String) {
+    let a = call(
+        app,
+        "post",
+        "/v1/keys",
+        true,
+        Some("application/json"),
+        Some(body.to_string()),
+    )
+    .await;
+    assert_eq!(
+        a.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+    let v = a.json();
+    let id = v["key"]["id"].as_str().expect("id").to_owned();
+    (id, v["secret"].as_str().expect("secret").to_owned())
+}
+
+/// The request body example of a POST operation: `design`, else the first.
+fn body_example(op: &Value) -> Value {
+    let examples = op["requestBody"]["content"]["application/json"]["examples"]
+        .as_object()
+        .expect("request examples");
+    examples
+        .get("design")
+        .or_else(|| examples.values().next())
+        .expect("a request example")["value"]
+        .clone()
 }
 
 /// Traces in `mss`: the ones `seeded_app` appends.
@@ -672,6 +734,14 @@ async fn document_is_openapi_3_1() {
         "SHA-256(salt ‖ JCS(trace without salt))",
         "SHA-256(0x00 ‖ commitment)",
         "/logs/",
+        "producteur",
+        "auditeur",
+        "admin ⊇ auditeur",
+        "bootstrap admin key",
+        "trusted proxy",
+        "actor-mismatch",
+        "registre_admin_credentials_created_total",
+        "`503`",
     ] {
         assert!(about.contains(word), "info.description lacks {word}");
     }
@@ -725,12 +795,14 @@ async fn documented_routes_are_the_served_routes() {
             guarded.then(|| json!([{"bearerAuth": []}])).as_ref(),
             "{method} {path}: bearer security on /v1 routes only"
         );
-        let body = (method == "post").then(|| {
-            op["requestBody"]["content"]["application/json"]["examples"]["design"]["value"]
-                .to_string()
-        });
+        let body = (method == "post").then(|| body_example(op).to_string());
         let ct = body.as_ref().map(|_| "application/json");
-        let uri = example_uri(&doc, path, op);
+        let mut uri = example_uri(&doc, path, op);
+        if path == "/v1/keys/{id}" {
+            // Revoke a key that exists.
+            let (id, _) = create_key(&app, json!({"name": "to-revoke", "role": "auditeur"})).await;
+            uri = format!("/v1/keys/{id}");
+        }
         let a = call(&app, method, &uri, true, ct, body.clone()).await;
         assert!(
             a.status != StatusCode::NOT_FOUND && a.status != StatusCode::METHOD_NOT_ALLOWED,

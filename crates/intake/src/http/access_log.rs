@@ -26,7 +26,11 @@ pub async fn record(
             "the applicative class is not configured: accesses cannot be traced",
         ));
     }
-    let mut request = format!("{route}?{query}");
+    let mut request = if query.is_empty() {
+        route.to_owned()
+    } else {
+        format!("{route}?{query}")
+    };
     // Request text must not look like a protocol literal or span lines.
     request = request
         .replace('{', "%7B")

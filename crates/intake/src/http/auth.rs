@@ -93,7 +93,11 @@ pub async fn require_role(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        // The scheme name is case-insensitive (RFC 9110 §11.1).
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+        })
         .map(str::trim)
         .map(str::to_owned);
     let cert = req
@@ -143,6 +147,17 @@ pub async fn require_role(
     if !principal.may(roles) {
         let want: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
         let have: Vec<&str> = principal.roles.iter().map(|r| r.as_str()).collect();
+        // A refused attempt by an authenticated caller is traced too.
+        let _ = super::access_log::record(
+            &st,
+            &principal,
+            registre_model::Action::Recherche,
+            &path,
+            req.uri().query().unwrap_or(""),
+            403,
+            format!("refused: needs {}", want.join(" or ")),
+        )
+        .await;
         return Problem::new(
             StatusCode::FORBIDDEN,
             "forbidden",

@@ -210,7 +210,9 @@ pub async fn record_export(
     };
     let mut query = req.filters.clone();
     if let Some(r) = &req.reason {
-        query.push_str(&format!("&reason={r}"));
+        // Encoded, so a reason cannot pose as a filter.
+        query.push_str("&reason=");
+        query.extend(form_urlencoded::byte_serialize(r.as_bytes()));
     }
     let summary = format!(
         "{} traces; manifest sha256 {}",
