@@ -44,6 +44,9 @@ pub struct ServerConfig {
 pub struct AccessConfig {
     /// `[[access.certificates]]`: client certificate → principal rules.
     pub certificates: Vec<registre_intake::tls::CertRule>,
+    /// `[[access.oidc]]`: OIDC issuers whose bearer tokens are accepted
+    /// (Pro Santé Connect and others).
+    pub oidc: Vec<registre_access::OidcIssuer>,
 }
 
 #[derive(Debug, Deserialize)]

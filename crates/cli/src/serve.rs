@@ -129,9 +129,20 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
             "ALERT: the bootstrap admin key (admin-token) was registered; create narrower keys with `registre keys create` and revoke it in production"
         );
     }
+    let mut bearers: Vec<Arc<dyn registre_intake::http::auth::BearerAuthenticator>> = Vec::new();
+    if !cfg.access.oidc.is_empty() {
+        let names: Vec<String> = cfg.access.oidc.iter().map(|i| i.name.clone()).collect();
+        let oidc = registre_access::OidcValidator::new(cfg.access.oidc.clone())
+            .map_err(|e| CliError::with("invalid [[access.oidc]] configuration", &e))?;
+        if let Err(e) = oidc.prefetch().await {
+            tracing::warn!(error = %e, "cannot reach an OIDC issuer yet; tokens will be checked once it answers");
+        }
+        eprintln!("  OIDC issuers accepted: {}", names.join(", "));
+        bearers.push(Arc::new(oidc));
+    }
     let auth = Arc::new(registre_intake::http::auth::Authenticator {
         keys: Arc::new(keys),
-        bearers: Vec::new(),
+        bearers,
         certificates: cfg.access.certificates.clone(),
     });
 

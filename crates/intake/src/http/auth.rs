@@ -23,6 +23,15 @@ pub trait BearerAuthenticator: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<Principal>, AuthError>>;
 }
 
+impl BearerAuthenticator for registre_access::OidcValidator {
+    fn authenticate<'a>(
+        &'a self,
+        bearer: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Principal>, AuthError>> {
+        Box::pin(registre_access::OidcValidator::authenticate(self, bearer))
+    }
+}
+
 /// The credentials a server accepts.
 pub struct Authenticator {
     pub keys: Arc<ApiKeyStore>,
