@@ -12,8 +12,8 @@ mod role;
 
 pub use apikey::{ApiKey, ApiKeyError, ApiKeyStore, NewApiKey};
 pub use oidc::{
-    DEFAULT_JWKS_MAX_AGE, DEFAULT_REFRESH_INTERVAL, Discovery, OidcConfigError, OidcIssuer,
-    OidcValidator, PSC_ACR, RoleRule,
+    DEFAULT_HTTP_TIMEOUT, DEFAULT_JWKS_MAX_AGE, DEFAULT_REFRESH_INTERVAL, Discovery,
+    OidcConfigError, OidcIssuer, OidcValidator, PSC_ACR, RoleRule,
 };
 pub use principal::{AuthError, AuthMethod, Principal};
 pub use role::{ROLES, Role};

@@ -11,10 +11,11 @@
 //!    key as an HMAC secret is refused before any key is looked at;
 //! 2. picks the configured issuer from the (still unverified) `iss` — an
 //!    unknown issuer is refused without any network request;
-//! 3. gets the issuer's keys: discovery document (`/.well-known/
-//!    openid-configuration`, or PSC's `/.well-known/
-//!    wallet-openid-configuration`), then its `jwks_uri`, cached; a `kid`
-//!    that is not cached triggers one refresh, at most once per
+//! 3. gets the issuer's keys: its discovery document
+//!    (`/.well-known/openid-configuration`, or as PSC publishes it
+//!    `/.well-known/wallet-openid-configuration`), then the `jwks_uri` it
+//!    names, cached; a `kid` that is not cached triggers one refresh, at
+//!    most once per
 //!    [`DEFAULT_REFRESH_INTERVAL`] per issuer, so random `kid`s cannot make
 //!    registre hammer the provider;
 //! 4. checks that the key's type (and its declared `alg`, if any) fits the
@@ -46,9 +47,8 @@ use serde_json::{Map, Value};
 
 use crate::{AuthError, AuthMethod, Principal, Role};
 
-/// The `acr` PSC asserts for its authentications (eIDAS "substantial"),
-/// required by default from an issuer discovered the PSC way
-/// ([`Discovery::Wallet`]).
+/// The `acr` Pro Santé Connect asserts for its authentications, required
+/// by default from an issuer discovered the PSC way ([`Discovery::Wallet`]).
 pub const PSC_ACR: &str = "eidas1";
 
 /// Minimum time between two JWKS refreshes triggered by an unknown `kid`,
@@ -69,8 +69,8 @@ const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// Discovery documents and JWKS above this size are refused.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
-/// Timeout of one request to a provider (connect included).
-const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default timeout of one request to a provider (connect included).
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where an issuer publishes its OpenID configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -294,12 +294,26 @@ pub struct OidcValidator {
     http: reqwest::Client,
     refresh_interval: Duration,
     jwks_max_age: Duration,
+    http_timeout: Duration,
 }
 
 struct IssuerState {
     config: OidcIssuer,
-    /// Held across a fetch, so that concurrent requests wait for one fetch.
-    keys: tokio::sync::Mutex<KeyCache>,
+    /// The cached keys; held only to read or swap them, never across a
+    /// fetch, so tokens whose key is cached never wait for the provider.
+    cache: std::sync::RwLock<KeyCache>,
+    /// Held across a fetch: concurrent misses wait for one fetch.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl IssuerState {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, KeyCache> {
+        self.cache.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, KeyCache> {
+        self.cache.write().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 #[derive(Default)]
@@ -324,6 +338,7 @@ impl fmt::Debug for OidcValidator {
             )
             .field("refresh_interval", &self.refresh_interval)
             .field("jwks_max_age", &self.jwks_max_age)
+            .field("http_timeout", &self.http_timeout)
             .finish()
     }
 }
@@ -350,8 +365,7 @@ impl OidcValidator {
             }
         }
         let http = reqwest::Client::builder()
-            .timeout(HTTP_TIMEOUT)
-            .connect_timeout(HTTP_TIMEOUT)
+            .connect_timeout(DEFAULT_HTTP_TIMEOUT)
             .user_agent(concat!("registre/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
                 if attempt.previous().len() >= 5 {
@@ -369,12 +383,14 @@ impl OidcValidator {
                 .into_iter()
                 .map(|config| IssuerState {
                     config,
-                    keys: tokio::sync::Mutex::new(KeyCache::default()),
+                    cache: std::sync::RwLock::new(KeyCache::default()),
+                    fetching: tokio::sync::Mutex::new(()),
                 })
                 .collect(),
             http,
             refresh_interval: DEFAULT_REFRESH_INTERVAL,
             jwks_max_age: DEFAULT_JWKS_MAX_AGE,
+            http_timeout: DEFAULT_HTTP_TIMEOUT,
         })
     }
 
@@ -391,7 +407,14 @@ impl OidcValidator {
         self
     }
 
-    /// No issuer configured: every bearer is `Ok(None)`.
+    /// Sets the timeout of one request to a provider (discovery or JWKS),
+    /// reading the body included.
+    pub fn with_http_timeout(mut self, timeout: Duration) -> OidcValidator {
+        self.http_timeout = timeout;
+        self
+    }
+
+    /// No issuer configured: every JWT is refused (its issuer is unknown).
     pub fn is_empty(&self) -> bool {
         self.issuers.is_empty()
     }
@@ -407,8 +430,8 @@ impl OidcValidator {
     pub async fn prefetch(&self) -> Result<(), AuthError> {
         let mut first = Ok(());
         for state in &self.issuers {
-            let mut cache = state.keys.lock().await;
-            if let Err(e) = self.refresh(state, &mut cache).await
+            let _fetching = state.fetching.lock().await;
+            if let Err(e) = self.refresh(state).await
                 && first.is_ok()
             {
                 first = Err(e);
@@ -487,16 +510,28 @@ impl OidcValidator {
         kid: Option<&str>,
         alg: Alg,
     ) -> Result<Arc<Jwk>, AuthError> {
-        let mut cache = state.keys.lock().await;
-        let mut refreshed = false;
-        if cache
-            .fetched
-            .is_none_or(|t| t.elapsed() >= self.jwks_max_age)
+        let fresh = |c: &KeyCache| c.fetched.is_some_and(|t| t.elapsed() < self.jwks_max_age);
+        // Fast path: fresh keys that know this kid.
         {
-            match self.refresh(state, &mut cache).await {
+            let cache = state.read();
+            if fresh(&cache) {
+                match lookup(&cache.keys, kid, alg) {
+                    Lookup::Found(key) => return Ok(key),
+                    Lookup::Refused(reason) => return Err(token(reason)),
+                    Lookup::Unknown => {}
+                }
+            }
+        }
+        let asked = Instant::now();
+        let _fetching = state.fetching.lock().await;
+        // Keys fetched while this request waited count as a refresh.
+        let mut refreshed = state.read().fetched.is_some_and(|t| t >= asked);
+        if !refreshed && !fresh(&state.read()) {
+            match self.refresh(state).await {
                 Ok(()) => refreshed = true,
                 Err(e)
-                    if cache
+                    if state
+                        .read()
                         .fetched
                         .is_some_and(|t| t.elapsed() < self.jwks_max_age + STALE_GRACE) =>
                 {
@@ -509,13 +544,14 @@ impl OidcValidator {
                 Err(e) => return Err(e),
             }
         }
-        match lookup(&cache.keys, kid, alg) {
+        match lookup(&state.read().keys, kid, alg) {
             Lookup::Found(key) => return Ok(key),
             Lookup::Refused(reason) => return Err(token(reason)),
             Lookup::Unknown => {}
         }
         if !refreshed {
-            if let Some(t) = cache.forced
+            let forced = state.read().forced;
+            if let Some(t) = forced
                 && t.elapsed() < self.refresh_interval
             {
                 return Err(token(format!(
@@ -526,10 +562,10 @@ impl OidcValidator {
                 )));
             }
             // Set before fetching: a failing provider is not retried either.
-            cache.forced = Some(Instant::now());
-            self.refresh(state, &mut cache).await?;
+            state.write().forced = Some(Instant::now());
+            self.refresh(state).await?;
         }
-        match lookup(&cache.keys, kid, alg) {
+        match lookup(&state.read().keys, kid, alg) {
             Lookup::Found(key) => Ok(key),
             Lookup::Refused(reason) => Err(token(reason)),
             Lookup::Unknown => Err(token(format!(
@@ -540,8 +576,9 @@ impl OidcValidator {
         }
     }
 
-    /// Fetches the discovery document, then the JWKS it names.
-    async fn refresh(&self, state: &IssuerState, cache: &mut KeyCache) -> Result<(), AuthError> {
+    /// Fetches the discovery document, then the JWKS it names, and swaps
+    /// the cached keys. Call with `state.fetching` held.
+    async fn refresh(&self, state: &IssuerState) -> Result<(), AuthError> {
         let cfg = &state.config;
         let discovery_url = cfg.discovery_url();
         let doc = self
@@ -578,17 +615,18 @@ impl OidcValidator {
                 cfg.name
             )));
         };
-        cache.keys = entries
+        let keys: Vec<Arc<Jwk>> = entries
             .iter()
             .filter_map(Jwk::parse)
             .map(Arc::new)
             .collect();
-        cache.fetched = Some(Instant::now());
-        tracing::info!(
-            issuer = %cfg.name,
-            keys = cache.keys.len(),
-            "OIDC signing keys loaded"
-        );
+        let count = keys.len();
+        {
+            let mut cache = state.write();
+            cache.keys = keys;
+            cache.fetched = Some(Instant::now());
+        }
+        tracing::info!(issuer = %cfg.name, keys = count, "OIDC signing keys loaded");
         Ok(())
     }
 
@@ -599,6 +637,7 @@ impl OidcValidator {
         let mut response = self
             .http
             .get(url)
+            .timeout(self.http_timeout)
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
@@ -818,32 +857,34 @@ impl Jwk {
         }
     }
 
-    /// Whether this key may verify `alg`; if not, why.
+    /// Whether this key may verify `alg`; if not, why. The key type must
+    /// fit the algorithm's family, and a declared `alg` must be `alg`.
     fn fits(&self, alg: Alg) -> Result<(), String> {
-        if let Some(declared) = &self.alg
-            && declared != alg.name()
-        {
-            return Err(format!(
-                "key {} is declared for {}, not {alg}",
-                self.label(),
-                shown(declared)
-            ));
-        }
         let kind = match (&self.key, alg) {
             (KeyMaterial::Rsa(_), Alg::Rs256 | Alg::Ps256)
             | (KeyMaterial::P256(_), Alg::Es256)
-            | (KeyMaterial::Ed25519(_), Alg::EdDsa) => return Ok(()),
+            | (KeyMaterial::Ed25519(_), Alg::EdDsa) => None,
             (KeyMaterial::Unusable(why), _) => {
                 return Err(format!("key {} cannot be used: {why}", self.label()));
             }
-            (KeyMaterial::Rsa(_), _) => "an RSA",
-            (KeyMaterial::P256(_), _) => "an EC P-256",
-            (KeyMaterial::Ed25519(_), _) => "an Ed25519",
+            (KeyMaterial::Rsa(_), _) => Some("an RSA"),
+            (KeyMaterial::P256(_), _) => Some("an EC P-256"),
+            (KeyMaterial::Ed25519(_), _) => Some("an Ed25519"),
         };
-        Err(format!(
-            "key {} is {kind} key, it cannot verify {alg}",
-            self.label()
-        ))
+        if let Some(kind) = kind {
+            return Err(format!(
+                "key {} is {kind} key, it cannot verify {alg}",
+                self.label()
+            ));
+        }
+        match &self.alg {
+            Some(declared) if declared != alg.name() => Err(format!(
+                "key {} is declared for {}, not {alg}",
+                self.label(),
+                shown(declared)
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Call only after [`Jwk::fits`].
