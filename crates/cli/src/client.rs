@@ -465,10 +465,42 @@ pub fn problem_detail(text: &str) -> String {
         .unwrap_or_else(|| text.chars().take(500).collect())
 }
 
+/// The HTTP(S) client of every command. `REGISTRE_CA_CERT` (PEM) adds a
+/// trusted CA (a server with a private certificate);
+/// `REGISTRE_CLIENT_CERT` (PEM: certificate chain and private key) presents
+/// a client certificate (mutual TLS).
 pub fn http_client() -> Result<reqwest::Client, CliError> {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
+    let mut b = reqwest::Client::builder().timeout(Duration::from_secs(120));
+    if let Some(path) = std::env::var_os("REGISTRE_CA_CERT") {
+        let pem = std::fs::read(&path).map_err(|e| {
+            CliError::with(
+                format!("cannot read REGISTRE_CA_CERT {}", path.to_string_lossy()),
+                &e,
+            )
+        })?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| CliError::with("REGISTRE_CA_CERT is not a PEM certificate", &e))?;
+        b = b.add_root_certificate(cert);
+    }
+    if let Some(path) = std::env::var_os("REGISTRE_CLIENT_CERT") {
+        let pem = std::fs::read(&path).map_err(|e| {
+            CliError::with(
+                format!(
+                    "cannot read REGISTRE_CLIENT_CERT {}",
+                    path.to_string_lossy()
+                ),
+                &e,
+            )
+        })?;
+        let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+            CliError::with(
+                "REGISTRE_CLIENT_CERT must hold a PEM certificate and its key",
+                &e,
+            )
+        })?;
+        b = b.identity(id);
+    }
+    b.build()
         .map_err(|e| CliError::with("cannot build the HTTP client", &e))
 }
 
