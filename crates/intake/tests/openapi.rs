@@ -27,7 +27,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use registre_intake::http::auth::ROUTES;
+use registre_intake::http::auth::{Authenticator, ROUTES};
 use registre_intake::http::{MAX_BATCH, MAX_BODY_BYTES, OPENAPI_JSON};
 use registre_intake::{AppState, Metrics, router};
 use registre_log::checkpoint::{Checkpoint, open_checkpoint};
@@ -79,11 +79,12 @@ fn design_trace() -> Value {
 }
 
 fn app() -> (tempfile::TempDir, Router) {
-    app_with(&["mss", "technique", "applicative"])
+    let (dir, app, _) = app_with(&["mss", "technique", "applicative"]);
+    (dir, app)
 }
 
-/// An app whose journal has these classes only.
-fn app_with(class_names: &[&str]) -> (tempfile::TempDir, Router) {
+/// An app whose journal has these classes only, and its credentials.
+fn app_with(class_names: &[&str]) -> (tempfile::TempDir, Router, Arc<Authenticator>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let classes: Vec<ClassName> = class_names
         .iter()
@@ -91,14 +92,15 @@ fn app_with(class_names: &[&str]) -> (tempfile::TempDir, Router) {
         .collect();
     let store =
         EmbeddedStore::open(dir.path(), EmbeddedOptions::new(classes.clone())).expect("open store");
+    let auth = registre_intake::http::auth::Authenticator::admin_token(TOKEN);
     let state = Arc::new(AppState {
         store: Arc::new(store),
         classes,
         limits: Limits::default(),
-        auth: registre_intake::http::auth::Authenticator::admin_token(TOKEN),
+        auth: auth.clone(),
         metrics: Arc::new(Metrics::default()),
     });
-    (dir, router(state))
+    (dir, router(state), auth)
 }
 
 struct Answer {
@@ -823,6 +825,431 @@ async fn documented_routes_are_the_served_routes() {
             assert!(a.status.is_success(), "{method} {uri} needs no token");
         }
         assert_answer(&doc, op, &a);
+    }
+}
+
+/// The roles an operation documents, as `x-registre-roles` says them.
+fn documented_roles(op: &Value) -> Vec<String> {
+    op["x-registre-roles"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| r.as_str().expect("role").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `role` may call an operation accepting `roles` (admin ⊇ auditeur).
+fn may(roles: &[String], role: &str) -> bool {
+    roles.iter().any(|r| r == role) || (role == "admin" && roles.iter().any(|r| r == "auditeur"))
+}
+
+/// The `code spans` of a text.
+fn code_spans(text: &str) -> Vec<&str> {
+    text.split('`').skip(1).step_by(2).collect()
+}
+
+#[tokio::test]
+async fn documented_roles_are_the_codes() {
+    let (_dir, app) = app();
+    let doc = served_doc(&app).await;
+
+    // `x-registre-roles` of every operation == `auth::ROUTES`, in order.
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (m, op) in item.as_object().expect("path item") {
+            if !METHODS.contains(&m.as_str()) {
+                continue;
+            }
+            if !path.starts_with("/v1/") {
+                assert!(
+                    op.get("x-registre-roles").is_none(),
+                    "{m} {path} is open: no roles"
+                );
+                continue;
+            }
+            let roles = documented_roles(op);
+            assert!(!roles.is_empty(), "{m} {path}: no x-registre-roles");
+            // The description says them: `**Roles**: …` names exactly these
+            // roles, and `admin` wherever `auditeur` is (admin ⊇ auditeur).
+            let desc = op["description"].as_str().expect("description");
+            let said = desc
+                .split("**Roles**: ")
+                .nth(1)
+                .and_then(|s| s.split(". ").next())
+                .unwrap_or_else(|| panic!("{m} {path}: the description does not say its roles"));
+            let said: BTreeSet<&str> = code_spans(said).into_iter().collect();
+            let mut want: BTreeSet<&str> = roles.iter().map(String::as_str).collect();
+            if want.contains("auditeur") {
+                want.insert("admin");
+            }
+            assert_eq!(said, want, "{m} {path}: roles said in the description");
+            documented.push((m.to_ascii_uppercase(), path.clone(), roles));
+        }
+    }
+    let mut code: Vec<(String, String, Vec<String>)> = ROUTES
+        .iter()
+        .map(|(m, p, roles)| {
+            let roles = roles.iter().map(|r| r.as_str().to_owned()).collect();
+            ((*m).to_owned(), (*p).to_owned(), roles)
+        })
+        .collect();
+    documented.sort();
+    code.sort();
+    assert_eq!(
+        documented, code,
+        "x-registre-roles != registre_intake::http::auth::ROUTES"
+    );
+
+    // The roles table of `info.description`: each role's row lists exactly
+    // the routes that role may call.
+    let about = doc["info"]["description"].as_str().expect("description");
+    let mut rows = 0;
+    for line in about.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split(" | ").collect();
+        let role = cells[0].trim_start_matches("| ").trim_matches('`');
+        let listed: BTreeSet<&str> = code_spans(cells[1]).into_iter().collect();
+        let routes: Vec<String> = code
+            .iter()
+            .filter(|(_, _, roles)| may(roles, role))
+            .map(|(m, p, _)| format!("{m} {p}"))
+            .collect();
+        let want: BTreeSet<&str> = routes.iter().map(String::as_str).collect();
+        assert_eq!(listed, want, "roles table, row {role}");
+        rows += 1;
+    }
+    assert_eq!(rows, 3, "one row per role: producteur, auditeur, admin");
+}
+
+#[tokio::test]
+async fn access_control_answers_fit_their_schemas() {
+    let (_dir, app) = app();
+    let doc = served_doc(&app).await;
+    let op = |m: &str, p: &str| doc["paths"][p][m].clone();
+    let create_op = op("post", "/v1/keys");
+
+    // One key per role, and the mail proxy; the secret is shown once.
+    let mut secret = std::collections::BTreeMap::new();
+    for (name, role, proxy) in [
+        ("dpi-server", "producteur", false),
+        ("dpo", "auditeur", false),
+        ("rssi", "admin", false),
+        ("mssante-proxy", "producteur", true),
+    ] {
+        let body = json!({"name": name, "role": role, "trusted_proxy": proxy});
+        let a = call(
+            &app,
+            "post",
+            "/v1/keys",
+            true,
+            Some("application/json"),
+            Some(body.to_string()),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::CREATED);
+        assert_answer(&doc, &create_op, &a);
+        let v = a.json();
+        assert_eq!(
+            (
+                &v["key"]["name"],
+                &v["key"]["role"],
+                &v["key"]["trusted_proxy"]
+            ),
+            (&json!(name), &json!(role), &json!(proxy))
+        );
+        let s = v["secret"].as_str().expect("secret").to_owned();
+        let id = v["key"]["id"].as_str().expect("id");
+        assert!(s.starts_with(&format!("rgk_{id}_")), "{s}");
+        secret.insert(if proxy { "proxy" } else { role }, s);
+    }
+    // The alert: one admin and one trusted proxy were created.
+    let a = get(&app, "/metrics", false).await;
+    let metrics = String::from_utf8(a.body).expect("UTF-8");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "registre_admin_credentials_created_total 2"),
+        "{metrics}"
+    );
+    // The list shows the keys, never a secret.
+    let a = get(&app, "/v1/keys", true).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_answer(&doc, &op("get", "/v1/keys"), &a);
+    let listed = String::from_utf8(a.body.clone()).expect("UTF-8");
+    for s in secret.values() {
+        assert!(!listed.contains(s.rsplit('_').next().expect("secret part")));
+    }
+    assert_eq!(a.json()["keys"][0]["name"], "admin", "the bootstrap key");
+
+    // Every role on every /v1 operation: refused as `forbidden` exactly when
+    // the operation's `x-registre-roles` (with admin ⊇ auditeur) says so.
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (m, o) in item.as_object().expect("path item") {
+            if !path.starts_with("/v1/") || !METHODS.contains(&m.as_str()) {
+                continue;
+            }
+            let roles = documented_roles(o);
+            let body = (m == "post").then(|| body_example(o).to_string());
+            let ct = body.as_ref().map(|_| "application/json");
+            let uri = example_uri(&doc, path, o);
+            for role in ["producteur", "auditeur", "admin"] {
+                let a = call_as(&app, m, &uri, Some(&secret[role]), ct, body.clone()).await;
+                assert_answer(&doc, o, &a);
+                let forbidden = a.status == StatusCode::FORBIDDEN
+                    && a.json()["type"] == "urn:registre:problem:forbidden";
+                assert_eq!(
+                    forbidden,
+                    !may(&roles, role),
+                    "{role} on {m} {path}: {}",
+                    String::from_utf8_lossy(&a.body)
+                );
+                if forbidden {
+                    let detail = a.json()["detail"].as_str().expect("detail").to_owned();
+                    assert!(
+                        detail.contains(&format!("needs the role {}", roles.join(" or ")))
+                            && detail.contains(&format!("has {role}")),
+                        "{detail}"
+                    );
+                }
+            }
+        }
+    }
+
+    // 401: the documented reasons.
+    let (revoked_id, revoked) =
+        create_key(&app, json!({"name": "old-dpo", "role": "auditeur"})).await;
+    let a = call(
+        &app,
+        "delete",
+        &format!("/v1/keys/{revoked_id}"),
+        true,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_answer(&doc, &op("delete", "/v1/keys/{id}"), &a);
+    assert!(a.json()["key"]["revoked_at"].is_string());
+    let (_, expired) = create_key(
+        &app,
+        json!({"name": "intern", "role": "auditeur", "expires_at": "2000-01-01T00:00:00Z"}),
+    )
+    .await;
+    let search = op("get", "/v1/traces");
+    let unauthorized = resolve(&doc, &search["responses"]["401"])["description"]
+        .as_str()
+        .expect("401 description")
+        .to_owned();
+    for (bearer, reason) in [
+        (None, "no credential"),
+        (Some("rgk_00000000_nope"), "unknown API key"),
+        (Some("not-a-key"), "unknown API key"),
+        (Some(revoked.as_str()), "this API key was revoked"),
+        (Some(expired.as_str()), "this API key expired"),
+    ] {
+        let a = call_as(&app, "get", "/v1/traces", bearer, None, None).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{reason}");
+        assert_answer(&doc, &search, &a);
+        let detail = a.json()["detail"].as_str().expect("detail").to_owned();
+        assert!(detail.starts_with(reason), "{detail}");
+        assert!(
+            unauthorized.contains(reason),
+            "401 does not document {reason}"
+        );
+    }
+    for (m, uri, body) in [
+        ("delete", "/v1/keys/00000000", None),
+        ("post", "/v1/keys", Some("{\"name\": \"x\"}")),
+        (
+            "post",
+            "/v1/keys",
+            Some("{\"name\": \"a b\", \"role\": \"auditeur\"}"),
+        ),
+        (
+            "post",
+            "/v1/keys",
+            Some("{\"name\": \"x\", \"role\": \"auditeur\", \"expires_at\": \"soon\"}"),
+        ),
+        ("post", "/v1/exports", Some("{}")),
+    ] {
+        let path = if uri.starts_with("/v1/keys/") {
+            "/v1/keys/{id}"
+        } else {
+            uri
+        };
+        let a = call(
+            &app,
+            m,
+            uri,
+            true,
+            Some("application/json"),
+            body.map(str::to_owned),
+        )
+        .await;
+        assert!(a.status.is_client_error(), "{m} {uri} {body:?}");
+        assert_answer(&doc, &op(m, path), &a);
+    }
+
+    // Authorship: a producer writes only its own traces, as `apikey`.
+    let post = op("post", "/v1/traces");
+    let mut mine = design_trace();
+    mine["actor"]["id"] = json!("dpi-server");
+    let batch = json!([mine.clone(), design_trace()]).to_string();
+    let a = call_as(
+        &app,
+        "post",
+        "/v1/traces",
+        Some(&secret["producteur"]),
+        None,
+        Some(batch),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_answer(&doc, &post, &a);
+    let p = a.json();
+    assert_eq!(p["type"], "urn:registre:problem:actor-mismatch");
+    assert_eq!(
+        (
+            &p["errors"][0]["trace"],
+            &p["errors"][0]["field"],
+            &p["errors"][0]["code"]
+        ),
+        (&json!(1), &json!("actor.id"), &json!("actor_mismatch"))
+    );
+    for (who, trace) in [("producteur", &mine), ("proxy", &design_trace())] {
+        let a = call_as(
+            &app,
+            "post",
+            "/v1/traces",
+            Some(&secret[who]),
+            None,
+            Some(trace.to_string()),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{who}");
+        assert_answer(&doc, &post, &a);
+    }
+    for (actor, auth) in [("dpi-server", "apikey"), ("810001234567", "psc")] {
+        let uri = format!("/v1/traces?class=mss&actor={actor}");
+        let a = call_as(&app, "get", &uri, Some(&secret["auditeur"]), None, None).await;
+        assert_answer(&doc, &search, &a);
+        let page = a.json();
+        assert_eq!(
+            page["traces"].as_array().map(Vec::len),
+            Some(1),
+            "{actor}: nothing else was stored"
+        );
+        assert_eq!(page["traces"][0]["actor"]["auth"], auth, "{actor}");
+    }
+
+    // An export is recorded under its caller's name.
+    let export = op("post", "/v1/exports");
+    let body = body_example(&export).to_string();
+    let a = call_as(
+        &app,
+        "post",
+        "/v1/exports",
+        Some(&secret["auditeur"]),
+        None,
+        Some(body),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    assert_answer(&doc, &export, &a);
+
+    // Each access is a trace of `applicative`: its caller, its filters,
+    // never its results.
+    let traced = |uri: &str| {
+        let uri = uri.to_owned();
+        let app = app.clone();
+        async move {
+            let a = get(&app, &uri, true).await;
+            assert_eq!(a.status, StatusCode::OK);
+            a.json()["traces"].as_array().expect("traces").clone()
+        }
+    };
+    let searches =
+        traced("/v1/traces?class=applicative&actor=dpo&action=recherche&limit=1000").await;
+    let t = searches
+        .iter()
+        .find(|t| t["request"] == "/v1/traces?class=mss&actor=dpi-server")
+        .expect("the search is traced");
+    assert_eq!(t["actor"], json!({"id": "dpo", "auth": "apikey"}));
+    assert_eq!(t["target"]["resource"], "/v1/traces");
+    assert_eq!(
+        t["response"],
+        json!({"status": "200", "text": "1 traces returned"})
+    );
+    assert_eq!(t["outcome"], "success");
+    for t in &searches {
+        assert!(
+            !t.to_string().contains("mssante.fr"),
+            "a result leaked: {t}"
+        );
+    }
+    let exports = traced("/v1/traces?class=applicative&actor=dpo&action=export").await;
+    let req = exports[0]["request"].as_str().expect("request");
+    assert!(
+        req.starts_with("/v1/exports?actor=810001234567") && req.contains("&reason="),
+        "{req}"
+    );
+    let created =
+        traced("/v1/traces?class=applicative&actor=admin&action=creation&limit=1000").await;
+    assert!(created.iter().any(|t| {
+        t["response"]["text"]
+            .as_str()
+            .is_some_and(|s| s.contains("for rssi with role admin"))
+    }));
+    let revoked = traced("/v1/traces?class=applicative&actor=admin&action=suppression").await;
+    assert_eq!(revoked[0]["request"], format!("/v1/keys?id={revoked_id}"));
+    let listings = traced("/v1/traces?class=applicative&actor=admin&action=recherche").await;
+    assert!(listings.iter().any(|t| t["request"] == "/v1/keys"));
+    // A refusal as `forbidden` is traced too, as a failure.
+    let refusals =
+        traced("/v1/traces?class=applicative&actor=dpi-server&action=recherche&limit=1000").await;
+    assert!(refusals.iter().any(|t| {
+        t["outcome"] == "failure"
+            && t["response"]["status"] == "403"
+            && t["response"]["text"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("refused: needs "))
+    }));
+
+    // 503: where accesses cannot be traced (no `applicative` log), every
+    // traced route refuses; appending is not an access.
+    let (_bare_dir, bare, auth) = app_with(&["mss"]);
+    let victim = auth
+        .keys
+        .create("victim", registre_access::Role::Auditeur, false, None)
+        .expect("key");
+    assert_eq!(
+        post_json(&bare, &design_trace()).await.status,
+        StatusCode::CREATED
+    );
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (m, o) in item.as_object().expect("path item") {
+            if !path.starts_with("/v1/") || !METHODS.contains(&m.as_str()) {
+                continue;
+            }
+            let body = (m == "post").then(|| body_example(o).to_string());
+            let ct = body.as_ref().map(|_| "application/json");
+            let uri = match path.as_str() {
+                "/v1/keys/{id}" => format!("/v1/keys/{}", victim.key.id),
+                // A proof of a trace that exists.
+                "/v1/proofs/inclusion" => "/v1/proofs/inclusion?log=mss&index=0".into(),
+                "/v1/proofs/consistency" => "/v1/proofs/consistency?log=mss&from=1&to=1".into(),
+                _ => example_uri(&doc, path, o),
+            };
+            let a = call(&bare, m, &uri, true, ct, body).await;
+            assert_answer(&doc, o, &a);
+            if (m.as_str(), path.as_str()) == ("post", "/v1/traces") {
+                assert_eq!(a.status, StatusCode::CREATED);
+            } else {
+                assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{m} {uri}");
+                assert_eq!(a.json()["type"], "urn:registre:problem:unavailable");
+            }
+        }
     }
 }
 
