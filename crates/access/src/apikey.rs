@@ -6,8 +6,6 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
@@ -134,7 +132,8 @@ impl ApiKeyStore {
         let mut raw = [0u8; 36];
         getrandom::fill(&mut raw).map_err(|e| ApiKeyError::Random(e.to_string()))?;
         let id: String = raw[..4].iter().map(|b| format!("{b:02x}")).collect();
-        let secret_part = URL_SAFE_NO_PAD.encode(&raw[4..]);
+        // Hex: no `_` inside, so `rgk_<id>_<secret>` splits one way only.
+        let secret_part: String = raw[4..].iter().map(|b| format!("{b:02x}")).collect();
         let key = ApiKey {
             id: id.clone(),
             name: name.to_owned(),
@@ -175,6 +174,26 @@ impl ApiKeyStore {
         keys.push(key.clone());
         self.save(&keys)?;
         Ok(key)
+    }
+
+    /// Deletes a key outright (undoing a creation that could not be traced).
+    pub fn remove(&self, id: &str) -> Result<(), ApiKeyError> {
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        let before = keys.len();
+        keys.retain(|k| k.id != id);
+        if keys.len() == before {
+            return Err(ApiKeyError::NotFound(id.to_owned()));
+        }
+        self.save(&keys)
+    }
+
+    /// Whether a key with this id exists.
+    pub fn contains(&self, id: &str) -> bool {
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|k| k.id == id)
     }
 
     pub fn revoke(&self, id: &str) -> Result<ApiKey, ApiKeyError> {

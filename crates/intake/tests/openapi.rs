@@ -1202,7 +1202,7 @@ async fn access_control_answers_fit_their_schemas() {
             .is_some_and(|s| s.contains("for rssi with role admin"))
     }));
     let revoked = traced("/v1/traces?class=applicative&actor=admin&action=suppression").await;
-    assert_eq!(revoked[0]["request"], format!("/v1/keys?id={revoked_id}"));
+    assert_eq!(revoked[0]["request"], format!("/v1/keys/{revoked_id}"));
     let listings = traced("/v1/traces?class=applicative&actor=admin&action=recherche").await;
     assert!(listings.iter().any(|t| t["request"] == "/v1/keys"));
     // A refusal as `forbidden` is traced too, as a failure.

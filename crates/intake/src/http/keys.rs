@@ -131,6 +131,10 @@ pub async fn create(
         }
     );
     if let Err(p) = record(&st, &who, Action::Creation, "/v1/keys", "", 201, summary).await {
+        // Untraced, so undone: the key must not exist with its secret lost.
+        if let Err(e) = st.auth.keys.remove(&created.key.id) {
+            tracing::error!(key_id = %created.key.id, error = %e, "cannot undo an untraced key creation");
+        }
         return p.into_response();
     }
     (
@@ -150,24 +154,32 @@ pub async fn revoke(
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Response {
+    if !st.auth.keys.contains(&id) {
+        return Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown-key",
+            "Unknown key",
+            format!("no API key with id `{id}`"),
+        )
+        .into_response();
+    }
+    // Traced first: a revocation that cannot be traced does not happen.
+    let route = format!("/v1/keys/{id}");
+    if let Err(p) = record(
+        &st,
+        &who,
+        Action::Suppression,
+        &route,
+        "",
+        200,
+        format!("key {id} revoked"),
+    )
+    .await
+    {
+        return p.into_response();
+    }
     match st.auth.keys.revoke(&id) {
-        Ok(k) => {
-            let summary = format!("key {} of {} revoked", k.id, k.name);
-            if let Err(p) = record(
-                &st,
-                &who,
-                Action::Suppression,
-                "/v1/keys",
-                &format!("id={id}"),
-                200,
-                summary,
-            )
-            .await
-            {
-                return p.into_response();
-            }
-            axum::Json(serde_json::json!({ "key": view(k) })).into_response()
-        }
+        Ok(k) => axum::Json(serde_json::json!({ "key": view(k) })).into_response(),
         Err(e) => Problem::new(
             StatusCode::NOT_FOUND,
             "unknown-key",
