@@ -33,8 +33,8 @@ pub struct ServerConfig {
     /// Mutual TLS: the CA that signs client certificates.
     pub client_ca: Option<PathBuf>,
     pub require_client_cert: bool,
-    /// Serve plain HTTP on a non-loopback address (TLS arrives with the
-    /// access issue; until then, put a TLS proxy in front).
+    /// Serve plain HTTP on a non-loopback address (only behind a TLS
+    /// reverse proxy or on a protected network; prefer `tls_cert`).
     pub allow_plain_http: bool,
 }
 

@@ -19,7 +19,7 @@ use crate::CliError;
 
 const LOGIN_HELP: &str = "\
 Examples:
-  registre login --issuer https://auth.esante.gouv.fr/auth/realms/esante-wallet \\
+  registre login --issuer https://auth.esw.esante.gouv.fr/auth/realms/esante-wallet \\
                  --discovery wallet --client-id mon-logiciel
       Opens the browser on the issuer's login page (Pro Santé Connect: e-CPS or
       CPS card); the answer comes back to a loopback address (RFC 8252).
