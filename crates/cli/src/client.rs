@@ -39,6 +39,14 @@ impl ServerArgs {
             .token_file
             .clone()
             .unwrap_or_else(|| crate::default_data_dir().join("admin-token"));
+        // A client certificate can be the credential on its own (mutual
+        // TLS): no token, no Authorization header.
+        if self.token_file.is_none()
+            && !path.exists()
+            && std::env::var_os("REGISTRE_CLIENT_CERT").is_some()
+        {
+            return Ok(String::new());
+        }
         let t = std::fs::read_to_string(&path).map_err(|e| {
             CliError::with(
                 format!(

@@ -115,6 +115,9 @@ pub async fn run(a: LoginArgs) -> Result<(), CliError> {
         .mode(0o600)
         .open(&path)
         .map_err(|e| CliError::with(format!("cannot write {}", path.display()), &e))?;
+    // `mode` applies on creation only: tighten a file left readable.
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| CliError::with(format!("cannot protect {}", path.display()), &e))?;
     f.write_all(saved.to_string().as_bytes())
         .map_err(|e| CliError::with(format!("cannot write {}", path.display()), &e))?;
     eprintln!(

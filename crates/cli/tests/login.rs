@@ -479,8 +479,6 @@ async fn a_callback_without_our_state_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: login keeps the mode of an existing token.json (0644 stays 0644): \
-            OpenOptions::mode(0o600) applies only when the file is created"]
 async fn a_token_file_left_readable_is_made_private_again() {
     let issuer = TestIssuer::start().await;
     let s = setup(&issuer);

@@ -275,7 +275,7 @@ async fn the_trusted_proxy_certificate_writes_for_any_actor_and_others_are_refus
     assert!(
         traces.iter().any(|t| t["actor"]["auth"] == "mtls"
             && t["response"]["status"] == "403"
-            && t["request"] == "/v1/traces?actor=810000000001"),
+            && t["request"] == "GET /v1/traces?actor=810000000001"),
         "{v}"
     );
 
@@ -538,14 +538,14 @@ async fn tls_from_the_configuration_file_with_optional_client_certificates() {
         .expect_err("served a certificate of another CA");
     assert!(chain(&e).contains("UnknownCA"), "{}", chain(&e));
 
-    // The CLI reaches an HTTPS server whose CA is in SSL_CERT_FILE.
+    // The CLI reaches an HTTPS server whose CA is in REGISTRE_CA_CERT.
     let ca = f.ca.clone();
     let o = Command::new(env!("CARGO_BIN_EXE_registre"))
         .args(["search", "--actor", "810000000007", "--format", "jsonl"])
         .args(["--server", &https(&server, "")])
         .arg("--token-file")
         .arg(f.root.join("data/admin-token"))
-        .env("SSL_CERT_FILE", &ca)
+        .env("REGISTRE_CA_CERT", &ca)
         .env("REGISTRE_LOG", "warn")
         .env_remove("REGISTRE_TOKEN")
         .env_remove("REGISTRE_SERVER")
@@ -557,4 +557,106 @@ async fn tls_from_the_configuration_file_with_optional_client_certificates() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
+}
+
+/// The binary as a client: `REGISTRE_CA_CERT` trusts the test CA,
+/// `REGISTRE_CLIENT_CERT` (if given) presents `identity` (certificate and
+/// key in one PEM file); run from an empty directory, so no
+/// `./registre-data/admin-token` is found by accident.
+fn cli(f: &Files, identity: Option<&Leaf>) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_registre"));
+    let cwd = f.root.join("cwd");
+    std::fs::create_dir_all(&cwd).expect("mkdir");
+    c.current_dir(&cwd)
+        .env("REGISTRE_LOG", "warn")
+        .env("REGISTRE_CA_CERT", &f.ca)
+        .env("XDG_STATE_HOME", f.root.join("state"))
+        .env_remove("REGISTRE_TOKEN")
+        .env_remove("REGISTRE_TOKEN_FILE")
+        .env_remove("REGISTRE_SERVER")
+        .env_remove("REGISTRE_CLIENT_CERT");
+    if let Some(leaf) = identity {
+        let pem = f.root.join("client-identity.pem");
+        std::fs::write(&pem, format!("{}{}", leaf.cert_pem, leaf.key_pem)).expect("write");
+        c.env("REGISTRE_CLIENT_CERT", pem);
+    }
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_speaks_mutual_tls_with_registre_client_cert() {
+    let pki = pki();
+    let f = files(&pki);
+    let server = mtls_server(&f);
+    let url = https(&server, "");
+    let token_file = f.root.join("data/admin-token");
+
+    // Bearer + client certificate: the admin searches over mutual TLS.
+    let o = cli(&f, Some(&pki.proxy))
+        .args(["search", "--server", &url, "--format", "jsonl"])
+        .arg("--token-file")
+        .arg(&token_file)
+        .output()
+        .expect("registre search");
+    assert!(
+        o.status.success(),
+        "search over mutual TLS: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Without REGISTRE_CLIENT_CERT the server refuses the connection.
+    let o = cli(&f, None)
+        .args(["search", "--server", &url])
+        .arg("--token-file")
+        .arg(&token_file)
+        .output()
+        .expect("registre search");
+    assert!(!o.status.success(), "served without a client certificate");
+    // A client certificate of another CA: refused too.
+    let o = cli(&f, Some(&pki.stranger))
+        .args(["search", "--server", &url])
+        .arg("--token-file")
+        .arg(&token_file)
+        .output()
+        .expect("registre search");
+    assert!(!o.status.success(), "served a certificate of another CA");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_appends_with_its_certificate_alone() {
+    let pki = pki();
+    let f = files(&pki);
+    let server = mtls_server(&f);
+    let jsonl = f.root.join("traces.jsonl");
+    std::fs::write(
+        &jsonl,
+        format!(
+            "{}\n{}\n",
+            trace_json("810000000011", "11", "mss"),
+            trace_json("810000000012", "12", "mss")
+        ),
+    )
+    .expect("write");
+    let o = cli(&f, Some(&pki.proxy))
+        .args(["append", "--quiet", "--server", &https(&server, "")])
+        .arg(&jsonl)
+        .output()
+        .expect("registre append");
+    assert!(
+        o.status.success(),
+        "append as the trusted proxy, by its certificate: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for actor in ["810000000011", "810000000012"] {
+        let r = client(&pki, Some(&pki.proxy))
+            .get(https(
+                &server,
+                &format!("/v1/traces?actor={actor}&class=mss"),
+            ))
+            .bearer_auth(&server.token)
+            .send()
+            .await
+            .expect("admin search");
+        let v: Value = r.json().await.expect("JSON");
+        assert_eq!(v["traces"].as_array().map(Vec::len), Some(1), "{v}");
+    }
 }

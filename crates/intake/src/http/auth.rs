@@ -108,6 +108,7 @@ pub async fn require_role(
             scheme.eq_ignore_ascii_case("bearer").then_some(rest)
         })
         .map(str::trim)
+        .filter(|b| !b.is_empty())
         .map(str::to_owned);
     let cert = req
         .extensions()
@@ -160,8 +161,12 @@ pub async fn require_role(
         let _ = super::access_log::record(
             &st,
             &principal,
-            registre_model::Action::Recherche,
-            &path,
+            if req.method() == Method::GET {
+                registre_model::Action::Recherche
+            } else {
+                registre_model::Action::Extension("x-refus".into())
+            },
+            &format!("{} {path}", req.method()),
             req.uri().query().unwrap_or(""),
             403,
             format!("refused: needs {}", want.join(" or ")),
