@@ -26,6 +26,7 @@ pub async fn run(json: &[String], singles: usize, actors: &[String]) -> HttpResu
         limits: Limits::default(),
         auth: registre_intake::http::auth::Authenticator::admin_token("bench"),
         metrics: Arc::new(Metrics::default()),
+        policy: registre_intake::empty_policy(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -7,6 +7,7 @@ mod csv;
 mod export;
 mod keys;
 mod login;
+mod policy;
 mod serve;
 mod verify;
 
@@ -48,6 +49,8 @@ enum Command {
     #[command(subcommand)]
     Keys(keys::KeysCommand),
     Login(login::LoginArgs),
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
             Command::Search(a) => client::search(a).await.map(|()| ExitCode::SUCCESS),
             Command::Export(a) => export::run(a).await.map(|()| ExitCode::SUCCESS),
             Command::Verify(a) => verify::run(a).await,
+            Command::Policy(c) => policy::run(c).await.map(|()| ExitCode::SUCCESS),
             Command::Login(a) => login::run(a).await.map(|()| ExitCode::SUCCESS),
             Command::Keys(k) => keys::run(k).await.map(|()| ExitCode::SUCCESS),
         }

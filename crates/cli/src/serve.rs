@@ -154,25 +154,41 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::with("cannot read the listening address", &e))?;
 
     let store: Arc<dyn Store> = Arc::new(store);
+    let policy = Arc::new(
+        registre_policy::Policy::load(
+            policies
+                .iter()
+                .map(|p| registre_policy::ClassPolicy {
+                    class: p.name.clone(),
+                    retention: p.retention,
+                    description: p.description.clone(),
+                    warning: p.warning.clone(),
+                    source: "config".into(),
+                })
+                .collect(),
+            Some(&data),
+        )
+        .map_err(|e| CliError::with("cannot load the retention policy", &e))?,
+    );
     eprintln!(
         "registre {} — journal in {}",
         env!("CARGO_PKG_VERSION"),
         data.display()
     );
-    for p in &policies {
+    for p in policy.classes() {
         let size = store
             .stats()
             .into_iter()
-            .find(|s| s.log == p.name)
+            .find(|s| s.log == p.class)
             .map_or(0, |s| s.size);
         eprintln!(
             "  class {:<12} retention {:<10} {size:>10} traces  {}",
-            p.name.as_str(),
+            p.class.as_str(),
             p.retention.to_string(),
             p.description
         );
         if let Some(w) = &p.warning {
-            tracing::warn!(class = %p.name, retention = %p.retention, "{w}");
+            tracing::warn!(class = %p.class, retention = %p.retention, "{w}");
         }
     }
     eprintln!(
@@ -191,6 +207,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         limits: Limits::default(),
         auth,
         metrics: Arc::new(Metrics::default()),
+        policy,
     });
     match tls {
         Some(config) => {

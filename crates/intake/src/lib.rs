@@ -10,5 +10,5 @@ pub mod http;
 pub mod metrics;
 pub mod tls;
 
-pub use http::{AppState, router, serve};
+pub use http::{AppState, empty_policy, router, serve};
 pub use metrics::Metrics;

@@ -78,6 +78,7 @@ fn env() -> Env {
             certificates: vec![],
         }),
         metrics: Arc::new(Metrics::default()),
+        policy: registre_intake::empty_policy(),
     });
     let make = |name: &'static str, role: Role, trusted: bool| Caller {
         name,

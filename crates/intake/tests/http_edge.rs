@@ -29,6 +29,7 @@ fn state_on(store: Arc<dyn Store>) -> Arc<AppState> {
         limits: Limits::default(),
         auth: registre_intake::http::auth::Authenticator::admin_token(TOKEN),
         metrics: Arc::new(Metrics::default()),
+        policy: registre_intake::empty_policy(),
     })
 }
 

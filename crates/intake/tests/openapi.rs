@@ -99,6 +99,7 @@ fn app_with(class_names: &[&str]) -> (tempfile::TempDir, Router, Arc<Authenticat
         limits: Limits::default(),
         auth: auth.clone(),
         metrics: Arc::new(Metrics::default()),
+        policy: registre_intake::empty_policy(),
     });
     (dir, router(state), auth)
 }

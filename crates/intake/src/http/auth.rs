@@ -82,6 +82,8 @@ pub const ROUTES: &[(&str, &str, &[Role])] = &[
     ("GET", "/v1/keys", &[Role::Admin]),
     ("POST", "/v1/keys", &[Role::Admin]),
     ("DELETE", "/v1/keys/{id}", &[Role::Admin]),
+    ("GET", "/v1/policy", &[Role::Auditeur]),
+    ("PUT", "/v1/policy/{class}", &[Role::Admin]),
 ];
 
 /// The roles a route accepts, if it is a `/v1` route.

@@ -17,6 +17,7 @@ mod access_log;
 pub mod auth;
 mod integrity;
 mod keys;
+mod policy;
 mod problem;
 mod search;
 mod traces;
@@ -45,6 +46,15 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// Most traces in one request.
 pub const MAX_BATCH: usize = 10_000;
 
+/// A policy with no class (tests and benchmarks that do not use it).
+pub fn empty_policy() -> Arc<registre_policy::Policy> {
+    // In memory, no file: loading cannot fail.
+    match registre_policy::Policy::load(Vec::new(), None) {
+        Ok(p) => Arc::new(p),
+        Err(e) => unreachable!("an in-memory policy cannot fail to load: {e}"),
+    }
+}
+
 /// What every handler shares.
 pub struct AppState {
     pub store: Arc<dyn Store>,
@@ -52,6 +62,8 @@ pub struct AppState {
     pub limits: Limits,
     /// The credentials accepted on `/v1` routes.
     pub auth: Arc<auth::Authenticator>,
+    /// Retention per class.
+    pub policy: Arc<registre_policy::Policy>,
     pub metrics: Arc<crate::Metrics>,
 }
 
@@ -68,6 +80,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/exports", axum::routing::post(keys::record_export))
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{id}", axum::routing::delete(keys::revoke))
+        .route("/v1/policy", get(policy::show))
+        .route("/v1/policy/{class}", axum::routing::put(policy::set))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_role,
@@ -112,6 +126,8 @@ async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) -> R
         Some("/v1/exports") => "/v1/exports",
         Some("/v1/keys") => "/v1/keys",
         Some("/v1/keys/{id}") => "/v1/keys/{id}",
+        Some("/v1/policy") => "/v1/policy",
+        Some("/v1/policy/{class}") => "/v1/policy/{class}",
         Some("/logs/{log}/checkpoint") => "/logs/{log}/checkpoint",
         Some("/logs/{log}/tile/{*rest}") => "/logs/{log}/tile",
         Some("/healthz") => "/healthz",
