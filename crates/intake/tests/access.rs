@@ -5,6 +5,8 @@
 //! proxy, every read, export and key operation is itself a trace (filters,
 //! never results), creating a credential that can modify the journal raises
 //! the alert counter, and a read whose trace cannot be written is refused.
+//! A retention change is an admin's, traced with its old and new value
+//! before it applies, and does not happen when it cannot be traced.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -15,7 +17,8 @@ use registre_access::{ApiKeyStore, ROLES, Role};
 use registre_intake::http::OPENAPI_JSON;
 use registre_intake::http::auth::{Authenticator, ROUTES};
 use registre_intake::{AppState, Metrics, router};
-use registre_model::{ClassName, Limits};
+use registre_model::{Action, ClassName, Limits, Retention};
+use registre_policy::{ClassPolicy, Policy};
 use registre_store::vfs::FaultyVfs;
 use registre_store::{EmbeddedOptions, EmbeddedStore, Query};
 use serde_json::{Value, json};
@@ -28,6 +31,23 @@ fn classes() -> Vec<ClassName> {
         .iter()
         .map(|c| ClassName::new(c).expect("class"))
         .collect()
+}
+
+/// The three classes with their default retentions, in memory.
+fn policy() -> Arc<Policy> {
+    let class = |name: &str, retention: Retention| ClassPolicy {
+        class: ClassName::new(name).expect("class"),
+        retention,
+        description: format!("{name} traces"),
+        warning: None,
+        source: "config".into(),
+    };
+    let defaults = vec![
+        class("mss", Retention::months(6)),
+        class("technique", Retention::years(1)),
+        class("applicative", Retention::years(20)),
+    ];
+    Arc::new(Policy::load(defaults, None).expect("in-memory policy"))
 }
 
 /// A credential the tests call with.
@@ -78,7 +98,7 @@ fn env() -> Env {
             certificates: vec![],
         }),
         metrics: Arc::new(Metrics::default()),
-        policy: registre_intake::empty_policy(),
+        policy: policy(),
     });
     let make = |name: &'static str, role: Role, trusted: bool| Caller {
         name,
@@ -251,6 +271,12 @@ fn probe(env: &Env, method: &str, path: &str, caller: &Caller) -> Probe {
             Some(json!({"name": "n", "role": "auditeur"})),
             StatusCode::CREATED,
         ),
+        ("GET", "/v1/policy") => p("/v1/policy", None, StatusCode::OK),
+        ("PUT", "/v1/policy/{class}") => p(
+            "/v1/policy/technique",
+            Some(json!({"retention": "6 months"})),
+            StatusCode::OK,
+        ),
         ("DELETE", "/v1/keys/{id}") => {
             let id = env
                 .keys
@@ -306,6 +332,7 @@ async fn role_route_matrix_follows_routes() {
             let pr = probe(&env, method, path, caller);
             let keys_before = env.keys.list().len();
             let mss_before = count(&env.st, "mss").await;
+            let policy_before = (env.st.policy.classes(), env.st.policy.history());
             let r = call(
                 &env.st,
                 method,
@@ -341,6 +368,11 @@ async fn role_route_matrix_follows_routes() {
                 );
                 // A refused request changed nothing.
                 assert_eq!(env.keys.list().len(), keys_before, "{what}: a key changed");
+                assert_eq!(
+                    (env.st.policy.classes(), env.st.policy.history()),
+                    policy_before,
+                    "{what}: the policy changed"
+                );
                 assert_eq!(
                     count(&env.st, "mss").await,
                     mss_before,
@@ -426,11 +458,14 @@ async fn unauthenticated_requests_get_401_with_the_reason() {
     }
     // Every /v1 route requires a credential.
     for &(method, path, _) in ROUTES {
-        let uri = path.replace("{id}", "0badc0de");
+        let uri = path
+            .replace("{id}", "0badc0de")
+            .replace("{class}", "technique");
         let r = call(&env.st, method, &uri, None, None).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {uri}");
     }
     assert_eq!(count(&env.st, "mss").await, 0);
+    assert!(env.st.policy.history().is_empty());
 }
 
 /// RFC 9110 §11.1: the authentication scheme is case-insensitive.
@@ -765,7 +800,7 @@ async fn no_untraced_read_when_the_journal_cannot_write() {
     let dpo = Some(env.dpo.secret.as_str());
     let rssi = Some(env.rssi.secret.as_str());
     let export = json!({"filters": "actor=x", "traces": 1, "manifest_sha256": "00"});
-    let reads: [(&str, &str, Option<&str>, Option<&Value>); 7] = [
+    let reads: [(&str, &str, Option<&str>, Option<&Value>); 8] = [
         ("GET", "/v1/traces?actor=dpi-server", dpo, None),
         ("GET", "/v1/traces", rssi, None),
         ("GET", "/v1/logs", dpo, None),
@@ -778,6 +813,7 @@ async fn no_untraced_read_when_the_journal_cannot_write() {
         ),
         ("GET", "/v1/keys", rssi, None),
         ("POST", "/v1/exports", dpo, Some(&export)),
+        ("GET", "/v1/policy", dpo, None),
     ];
     for (method, uri, who, body) in reads {
         let r = call(&env.st, method, uri, who, body).await;
@@ -800,4 +836,219 @@ async fn no_untraced_read_when_the_journal_cannot_write() {
             "{method} {uri}: data leaked"
         );
     }
+}
+
+/// The `applicative` traces with this action, oldest first, as JSON.
+async fn applicative(st: &Arc<AppState>, action: Option<Action>) -> Vec<Value> {
+    let mut traces: Vec<Value> = st
+        .store
+        .search(Query {
+            class: Some(ClassName::new("applicative").expect("class")),
+            action,
+            limit: 10_000,
+            ..Query::default()
+        })
+        .await
+        .expect("search")
+        .traces
+        .iter()
+        .map(|r| serde_json::to_value(&r.trace).expect("trace as JSON"))
+        .collect();
+    // The store answers newest first.
+    traces.reverse();
+    traces
+}
+
+#[tokio::test]
+async fn a_policy_change_is_an_admins_and_is_traced_with_old_and_new_value() {
+    let env = env();
+    let st = &env.st;
+    let rssi = Some(env.rssi.secret.as_str());
+    let dpo = Some(env.dpo.secret.as_str());
+    let get = |class: &str| st.policy.get(class).expect("class in the policy");
+    let politique = async || applicative(st, Some(Action::Politique)).await;
+
+    // An admin's change: answered with the previous value, in force at once.
+    let r = call(
+        st,
+        "PUT",
+        "/v1/policy/technique",
+        rssi,
+        Some(&json!({"retention": "6 mois"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["previous"], "1 year", "{v}");
+    assert_eq!(v["class"]["class"], "technique", "{v}");
+    assert_eq!(v["class"]["retention"], "6 months", "{v}");
+    assert_eq!(get("technique").retention, Retention::months(6));
+
+    // Kept in the policy's history, which names who and when.
+    let history = st.policy.history();
+    assert_eq!(history.len(), 1, "{history:?}");
+    let h = &history[0];
+    assert_eq!(
+        (h.class.as_str(), h.retention, h.previous, h.by.as_str()),
+        (
+            "technique",
+            Retention::months(6),
+            Retention::years(1),
+            "rssi"
+        )
+    );
+    assert!(h.at.parse::<jiff::Timestamp>().is_ok(), "{}", h.at);
+    assert_eq!(get("technique").source, format!("set by rssi at {}", h.at));
+    assert_eq!(v["class"]["source"], get("technique").source.as_str());
+
+    // Traced in `applicative` as `politique`, with the old and new value.
+    let traces = politique().await;
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    let t = &traces[0];
+    assert_eq!(t["class"], "applicative", "{t}");
+    assert_eq!(t["actor"], json!({"id": "rssi", "auth": "apikey"}), "{t}");
+    assert_eq!(
+        t["request"], "/v1/policy/technique?retention=6 months",
+        "{t}"
+    );
+    assert_eq!(t["target"]["resource"], "/v1/policy/technique", "{t}");
+    assert_eq!(
+        t["response"],
+        json!({"status": "200", "text": "retention of technique: 1 year -> 6 months"}),
+        "{t}"
+    );
+    assert_eq!(t["outcome"], "success", "{t}");
+
+    // An auditeur may not change it: 403, traced as a refusal, and nothing
+    // changes (neither the retention, nor the history, nor `politique`).
+    let applicative_before = applicative(st, None).await.len();
+    let r = call(
+        st,
+        "PUT",
+        "/v1/policy/technique",
+        dpo,
+        Some(&json!({"retention": "20 years"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(r.json()["type"], "urn:registre:problem:forbidden");
+    assert_eq!(get("technique").retention, Retention::months(6));
+    assert_eq!(st.policy.history(), history);
+    assert_eq!(
+        politique().await.len(),
+        1,
+        "a refused change is traced as one"
+    );
+    let all = applicative(st, None).await;
+    assert_eq!(all.len(), applicative_before + 1, "the refusal is traced");
+    let refusal = all.last().expect("refusal");
+    assert_eq!(refusal["actor"]["id"], "dpo", "{refusal}");
+    assert_eq!(refusal["outcome"], "failure", "{refusal}");
+    assert_eq!(refusal["response"]["status"], "403", "{refusal}");
+
+    // Refused bodies and unknown classes change nothing and are not traced.
+    for (uri, body, status) in [
+        (
+            "/v1/policy/technique",
+            json!({"retention": "six months"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/v1/policy/technique",
+            json!({"retention": "1 year", "by": "someone"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/v1/policy/nope",
+            json!({"retention": "1 year"}),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let r = call(st, "PUT", uri, rssi, Some(&body)).await;
+        assert_eq!(r.status, status, "{uri} {body}: {}", r.body);
+        assert_eq!(r.ct, "application/problem+json", "{uri} {body}");
+    }
+    assert_eq!(get("technique").retention, Retention::months(6));
+    assert_eq!(st.policy.history(), history);
+    assert_eq!(applicative(st, None).await.len(), applicative_before + 1);
+
+    // The auditeur reads the policy and its history.
+    let r = call(st, "GET", "/v1/policy", dpo, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["classes"][1]["class"], "technique", "{v}");
+    assert_eq!(v["classes"][1]["retention"], "6 months", "{v}");
+    assert_eq!(
+        v["history"],
+        serde_json::to_value(&history).expect("history as JSON")
+    );
+    let reads = applicative(st, Some(Action::Recherche)).await;
+    assert!(
+        reads.iter().any(|t| t["actor"]["id"] == "dpo"
+            && t["request"] == "/v1/policy"
+            && t["response"]["status"] == "200"),
+        "the reading is traced: {reads:#?}"
+    );
+
+    // A second change, outside the recommended range: applied with a
+    // warning, appended to the history, traced with its own old value.
+    let r = call(
+        st,
+        "PUT",
+        "/v1/policy/applicative",
+        rssi,
+        Some(&json!({"retention": "10 years"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["previous"], "20 years", "{v}");
+    assert!(v["class"]["warning"].is_string(), "{v}");
+    assert_eq!(get("applicative").retention, Retention::years(10));
+    assert!(get("applicative").warning.is_some());
+    let history = st.policy.history();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(
+        (
+            history[1].class.as_str(),
+            history[1].previous,
+            history[1].retention
+        ),
+        ("applicative", Retention::years(20), Retention::years(10))
+    );
+    let traces = politique().await;
+    assert_eq!(traces.len(), 2, "{traces:#?}");
+    assert_eq!(
+        traces[1]["response"]["text"],
+        "retention of applicative: 20 years -> 10 years"
+    );
+    assert_eq!(
+        traces[1]["request"],
+        "/v1/policy/applicative?retention=10 years"
+    );
+}
+
+#[tokio::test]
+async fn an_untraceable_policy_change_does_not_happen() {
+    let env = env();
+    let st = &env.st;
+    let before = st.policy.get("technique").expect("technique");
+    assert_eq!(before.retention, Retention::years(1));
+    env.vfs.fail_syncs_after(0);
+    let r = call(
+        st,
+        "PUT",
+        "/v1/policy/technique",
+        Some(&env.rssi.secret),
+        Some(&json!({"retention": "6 months"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert_eq!(r.ct, "application/problem+json");
+    let p = r.json();
+    assert_eq!(p["type"], "urn:registre:problem:unavailable", "{p}");
+    assert!(p.get("previous").is_none(), "{p}");
+    // The retention in force, its source and the history are unchanged.
+    assert_eq!(st.policy.get("technique"), Some(before));
+    assert!(st.policy.history().is_empty());
 }

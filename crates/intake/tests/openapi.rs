@@ -34,7 +34,8 @@ use registre_log::checkpoint::{Checkpoint, open_checkpoint};
 use registre_log::merkle::{self, EMPTY_ROOT, Hash, MemoryTree};
 use registre_log::tile::parse_path;
 use registre_log::{Verifier, leaf_hash};
-use registre_model::{ACTIONS, ClassName, Limits, TraceError, jcs, parse_trace};
+use registre_model::{ACTIONS, ClassName, Limits, Retention, TraceError, jcs, parse_trace};
+use registre_policy::{ClassPolicy, Policy};
 use registre_store::{EmbeddedOptions, EmbeddedStore};
 use serde_json::{Map, Value, json};
 use tower::ServiceExt;
@@ -52,6 +53,8 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/v1/keys"),
     ("post", "/v1/keys"),
     ("delete", "/v1/keys/{id}"),
+    ("get", "/v1/policy"),
+    ("put", "/v1/policy/{class}"),
     ("get", "/logs/{log}/checkpoint"),
     ("get", "/logs/{log}/tile/{tilePath}"),
     ("get", "/healthz"),
@@ -99,9 +102,33 @@ fn app_with(class_names: &[&str]) -> (tempfile::TempDir, Router, Arc<Authenticat
         limits: Limits::default(),
         auth: auth.clone(),
         metrics: Arc::new(Metrics::default()),
-        policy: registre_intake::empty_policy(),
+        policy: policy_of(class_names),
     });
     (dir, router(state), auth)
+}
+
+/// A retention policy (in memory) for these classes, with the built-in
+/// defaults: `mss` 6 months, `technique` 1 year, `applicative` 20 years.
+fn policy_of(class_names: &[&str]) -> Arc<Policy> {
+    let defaults = class_names
+        .iter()
+        .map(|c| {
+            let (retention, description) = match *c {
+                "mss" => (Retention::months(6), "MSSanté functional traces"),
+                "technique" => (Retention::years(1), "technical traces"),
+                "applicative" => (Retention::years(20), "applicative traces"),
+                _ => (Retention::years(1), ""),
+            };
+            ClassPolicy {
+                class: ClassName::new(c).expect("class"),
+                retention,
+                description: description.to_owned(),
+                warning: None,
+                source: "config".to_owned(),
+            }
+        })
+        .collect();
+    Arc::new(Policy::load(defaults, None).expect("in-memory policy"))
 }
 
 struct Answer {
@@ -209,7 +236,7 @@ async fn create_key(app: &Router, body: Value) -> (String, String) {
     (id, v["secret"].as_str().expect("secret").to_owned())
 }
 
-/// The request body example of a POST operation: `design`, else the first.
+/// The request body example of an operation: `design`, else the first.
 fn body_example(op: &Value) -> Value {
     let examples = op["requestBody"]["content"]["application/json"]["examples"]
         .as_object()
@@ -219,6 +246,11 @@ fn body_example(op: &Value) -> Value {
         .or_else(|| examples.values().next())
         .expect("a request example")["value"]
         .clone()
+}
+
+/// Whether operations of this method take a request body (POST, PUT).
+fn has_body(method: &str) -> bool {
+    matches!(method, "post" | "put")
 }
 
 /// Traces in `mss`: the ones `seeded_app` appends.
@@ -798,7 +830,7 @@ async fn documented_routes_are_the_served_routes() {
             guarded.then(|| json!([{"bearerAuth": []}])).as_ref(),
             "{method} {path}: bearer security on /v1 routes only"
         );
-        let body = (method == "post").then(|| body_example(op).to_string());
+        let body = has_body(method).then(|| body_example(op).to_string());
         let ct = body.as_ref().map(|_| "application/json");
         let mut uri = example_uri(&doc, path, op);
         if path == "/v1/keys/{id}" {
@@ -991,7 +1023,7 @@ async fn access_control_answers_fit_their_schemas() {
                 continue;
             }
             let roles = documented_roles(o);
-            let body = (m == "post").then(|| body_example(o).to_string());
+            let body = has_body(m).then(|| body_example(o).to_string());
             let ct = body.as_ref().map(|_| "application/json");
             let uri = example_uri(&doc, path, o);
             for role in ["producteur", "auditeur", "admin"] {
@@ -1217,6 +1249,35 @@ async fn access_control_answers_fit_their_schemas() {
                 .is_some_and(|s| s.starts_with("refused: needs "))
     }));
 
+    // A retention change (the admin's call above, with the documented
+    // example) is traced with its old and new value.
+    let set_op = op("put", "/v1/policy/{class}");
+    let class = set_op["parameters"][0]["example"]
+        .as_str()
+        .expect("class example")
+        .to_owned();
+    let new = Retention::parse(
+        body_example(&set_op)["retention"]
+            .as_str()
+            .expect("retention"),
+    )
+    .expect("the example retention parses");
+    let changes = traced("/v1/traces?class=applicative&actor=rssi&action=politique").await;
+    assert_eq!(changes.len(), 1, "{changes:#?}");
+    assert_eq!(
+        changes[0]["request"],
+        format!("/v1/policy/{class}?retention={new}")
+    );
+    assert_eq!(
+        changes[0]["target"]["resource"],
+        format!("/v1/policy/{class}")
+    );
+    assert_eq!(
+        changes[0]["response"],
+        json!({"status": "200", "text": format!("retention of {class}: 1 year -> {new}")})
+    );
+    assert_eq!(changes[0]["outcome"], "success");
+
     // 503: where accesses cannot be traced (no `applicative` log), every
     // traced route refuses; appending is not an access.
     let (_bare_dir, bare, auth) = app_with(&["mss"]);
@@ -1233,13 +1294,15 @@ async fn access_control_answers_fit_their_schemas() {
             if !path.starts_with("/v1/") || !METHODS.contains(&m.as_str()) {
                 continue;
             }
-            let body = (m == "post").then(|| body_example(o).to_string());
+            let body = has_body(m).then(|| body_example(o).to_string());
             let ct = body.as_ref().map(|_| "application/json");
             let uri = match path.as_str() {
                 "/v1/keys/{id}" => format!("/v1/keys/{}", victim.key.id),
                 // A proof of a trace that exists.
                 "/v1/proofs/inclusion" => "/v1/proofs/inclusion?log=mss&index=0".into(),
                 "/v1/proofs/consistency" => "/v1/proofs/consistency?log=mss&from=1&to=1".into(),
+                // A class the bare app's policy has.
+                "/v1/policy/{class}" => "/v1/policy/mss".into(),
                 _ => example_uri(&doc, path, o),
             };
             let a = call(&bare, m, &uri, true, ct, body).await;
@@ -1376,6 +1439,166 @@ async fn answers_fit_their_schemas() {
         assert_eq!(a.status, want);
         check(&doc, problem, &a.json(), true, "body").expect("problem shape");
     }
+}
+
+#[tokio::test]
+async fn policy_answers_fit_their_schemas() {
+    let (_dir, app) = app();
+    let doc = served_doc(&app).await;
+    let show = doc["paths"]["/v1/policy"]["get"].clone();
+    let set = doc["paths"]["/v1/policy/{class}"]["put"].clone();
+    let put = |uri: &str, body: &str| {
+        let (app, uri, body) = (app.clone(), uri.to_owned(), body.to_owned());
+        async move {
+            call(
+                &app,
+                "put",
+                &uri,
+                true,
+                Some("application/json"),
+                Some(body),
+            )
+            .await
+        }
+    };
+
+    // The policy as configured: every class, no change yet.
+    let a = get(&app, "/v1/policy", true).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_answer(&doc, &show, &a);
+    let p = a.json();
+    let classes: Vec<(&str, &str, &str)> = p["classes"]
+        .as_array()
+        .expect("classes")
+        .iter()
+        .map(|c| {
+            (
+                c["class"].as_str().expect("class"),
+                c["retention"].as_str().expect("retention"),
+                c["source"].as_str().expect("source"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        classes,
+        [
+            ("mss", "6 months", "config"),
+            ("technique", "1 year", "config"),
+            ("applicative", "20 years", "config")
+        ]
+    );
+    assert_eq!(p["history"], json!([]));
+
+    // Every body example changes the retention; the answer gives the
+    // previous one and the source names the caller.
+    let examples = set["requestBody"]["content"]["application/json"]["examples"]
+        .as_object()
+        .expect("examples")
+        .clone();
+    let mut previous = "1 year".to_owned();
+    for (name, ex) in &examples {
+        let a = put("/v1/policy/technique", &ex["value"].to_string()).await;
+        assert_eq!(a.status, StatusCode::OK, "example {name}");
+        assert_answer(&doc, &set, &a);
+        let v = a.json();
+        let want = Retention::parse(ex["value"]["retention"].as_str().expect("retention"))
+            .expect("example retention")
+            .to_string();
+        assert_eq!(v["previous"], previous.as_str(), "example {name}");
+        assert_eq!(v["class"]["class"], "technique");
+        assert_eq!(v["class"]["retention"], want.as_str(), "example {name}");
+        assert!(
+            v["class"]["source"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("set by admin at ")),
+            "{v}"
+        );
+        assert!(v["class"].get("warning").is_none(), "{v}");
+        previous = want;
+    }
+    // Outside the recommended range: applied, with a warning.
+    let a = put("/v1/policy/applicative", r#"{"retention": "10 ans"}"#).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_answer(&doc, &set, &a);
+    let v = a.json();
+    assert_eq!(
+        (&v["previous"], &v["class"]["retention"]),
+        (&json!("20 years"), &json!("10 years"))
+    );
+    assert!(v["class"]["warning"].is_string(), "{v}");
+
+    // Documented problems: nothing is changed.
+    // `<status> <problem type> <class> <body>`
+    let cases = [
+        "422 invalid-policy technique {",
+        "422 invalid-policy technique {}",
+        "422 invalid-policy technique []",
+        r#"422 invalid-policy technique {"retention": 6}"#,
+        r#"422 invalid-policy technique {"retention": "6 months", "class": "mss"}"#,
+        r#"422 invalid-policy technique {"retention": "six months"}"#,
+        r#"422 invalid-policy technique {"retention": "0 days"}"#,
+        r#"422 invalid-policy technique {"retention": "6 fortnights"}"#,
+        r#"422 invalid-policy technique {"retention": "36501 days"}"#,
+        r#"422 invalid-policy nope {"retention": "nope"}"#,
+        r#"404 unknown-class nope {"retention": "1 year"}"#,
+        r#"404 unknown-class MSS {"retention": "1 year"}"#,
+    ];
+    for case in cases {
+        let mut parts = case.splitn(4, ' ');
+        let (Some(status), Some(kind), Some(class), Some(body)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            panic!("case {case}");
+        };
+        let a = put(&format!("/v1/policy/{class}"), body).await;
+        assert_eq!(
+            (a.status.as_str(), a.content_type.as_str()),
+            (status, "application/problem+json"),
+            "{case}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert_eq!(
+            a.json()["type"],
+            format!("urn:registre:problem:{kind}"),
+            "{case}"
+        );
+        assert_answer(&doc, &set, &a);
+    }
+
+    // The history holds the changes made, oldest first.
+    let a = get(&app, "/v1/policy", true).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_answer(&doc, &show, &a);
+    let p = a.json();
+    let history: Vec<(&str, &str, &str, &str)> = p["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|h| {
+            (
+                h["class"].as_str().expect("class"),
+                h["previous"].as_str().expect("previous"),
+                h["retention"].as_str().expect("retention"),
+                h["by"].as_str().expect("by"),
+            )
+        })
+        .collect();
+    assert_eq!(history.len(), examples.len() + 1, "{p}");
+    assert_eq!(history[0], ("technique", "1 year", "6 months", "admin"));
+    assert_eq!(
+        history.last().copied(),
+        Some(("applicative", "20 years", "10 years", "admin"))
+    );
+    for h in p["history"].as_array().expect("history") {
+        let at = h["at"].as_str().expect("at");
+        assert!(
+            at.parse::<jiff::Timestamp>().is_ok() && at.ends_with('Z'),
+            "{at}"
+        );
+    }
+    assert_eq!(p["classes"][1]["retention"], previous.as_str());
+    assert_eq!(p["classes"][2]["retention"], "10 years");
+    assert_eq!(p["classes"][0]["source"], "config");
 }
 
 #[tokio::test]

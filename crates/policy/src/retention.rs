@@ -59,6 +59,9 @@ struct PolicyFile {
 
 /// The effective policy.
 pub struct Policy {
+    /// Held across prepare → trace → apply, so concurrent changes of a
+    /// class record the old value that was really in force.
+    change_lock: tokio::sync::Mutex<()>,
     path: Option<PathBuf>,
     classes: RwLock<Vec<ClassPolicy>>,
     changes: RwLock<Vec<PolicyChange>>,
@@ -96,10 +99,16 @@ impl Policy {
             }
         }
         Ok(Policy {
+            change_lock: tokio::sync::Mutex::new(()),
             path,
             classes: RwLock::new(classes),
             changes: RwLock::new(file.changes),
         })
+    }
+
+    /// Serialises policy changes (hold the guard from `prepare` to `apply`).
+    pub async fn lock_changes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.change_lock.lock().await
     }
 
     pub fn classes(&self) -> Vec<ClassPolicy> {

@@ -168,7 +168,7 @@ pub async fn require_role(
             } else {
                 registre_model::Action::Extension("x-refus".into())
             },
-            &format!("{} {path}", req.method()),
+            &format!("{} {}", req.method(), req.uri().path()),
             req.uri().query().unwrap_or(""),
             403,
             format!("refused: needs {}", want.join(" or ")),

@@ -78,9 +78,9 @@ pub async fn create(
     Extension(who): Extension<Principal>,
     body: axum::body::Bytes,
 ) -> Response {
-    let req: CreateKey = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(_) => {
+    let req: CreateKey = match super::json_object(&body) {
+        Some(r) => r,
+        None => {
             return Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-key-request",
@@ -208,9 +208,9 @@ pub async fn record_export(
     Extension(who): Extension<Principal>,
     body: axum::body::Bytes,
 ) -> Response {
-    let req: ExportRecord = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(_) => {
+    let req: ExportRecord = match super::json_object(&body) {
+        Some(r) => r,
+        None => {
             return Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-export-record",

@@ -46,6 +46,16 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// Most traces in one request.
 pub const MAX_BATCH: usize = 10_000;
 
+/// Decodes a JSON *object* body (serde's derived structs would also take an
+/// array); `None` when it is not one.
+pub(crate) fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
+    if *first != b'{' {
+        return None;
+    }
+    serde_json::from_slice(body).ok()
+}
+
 /// A policy with no class (tests and benchmarks that do not use it).
 pub fn empty_policy() -> Arc<registre_policy::Policy> {
     // In memory, no file: loading cannot fail.

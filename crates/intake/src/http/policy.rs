@@ -54,9 +54,9 @@ pub async fn set(
     Path(class): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let req: SetRetention = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(_) => {
+    let req: SetRetention = match super::json_object(&body) {
+        Some(r) => r,
+        None => {
             return Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-policy",
@@ -78,6 +78,7 @@ pub async fn set(
             .into_response();
         }
     };
+    let _serial = st.policy.lock_changes().await;
     let change = match st.policy.prepare(&class, retention, &who.id) {
         Ok(c) => c,
         Err(e) => {
@@ -99,7 +100,20 @@ pub async fn set(
     if let Err(p) = record(&st, &who, Action::Politique, &route, &query, 200, summary).await {
         return p.into_response();
     }
-    match st.policy.apply(change.clone()) {
+    let policy = st.policy.clone();
+    let applied = {
+        let change = change.clone();
+        // Writes and fsyncs policy.json: off the async threads.
+        tokio::task::spawn_blocking(move || policy.apply(change))
+            .await
+            .unwrap_or_else(|e| {
+                Err(registre_policy::PolicyError::Io {
+                    path: "policy.json".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })
+    };
+    match applied {
         Ok(c) => {
             if let Some(w) = &c.warning {
                 tracing::warn!(class = %class, retention = %retention, by = %who.id, "{w}");
