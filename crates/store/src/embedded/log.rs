@@ -658,8 +658,8 @@ struct Written {
     buf: Vec<u8>,
     offset: u64,
     first_index: u64,
-    /// Compute commitments and grow the tree.
-    merkle: bool,
+    /// Commitments of the group's traces (empty with the Merkle log off).
+    commitments: Vec<Hash>,
     received_at: i64,
     pending: Vec<Pending>,
     replies: Vec<(Reply, Vec<(usize, Receipt)>)>,
@@ -764,6 +764,7 @@ impl Writer {
         self.frame.clear();
         self.frame.begin(self.next_index, now, synced_upto);
         let mut pending: Vec<Pending> = Vec::with_capacity(total);
+        let mut commitments: Vec<Hash> = Vec::with_capacity(total);
         let first_index = self.next_index;
         let mut replies = Vec::with_capacity(group.len());
         let mut index = self.next_index;
@@ -783,6 +784,11 @@ impl Writer {
                 let id = uuid::Builder::from_unix_timestamp_millis(millis, &rb).into_uuid();
                 let stored = StoredTrace::new(trace, index, id, received_at.clone());
                 let (off, len) = self.frame.record(&salt, |b| stored.write_canonical(b));
+                // Hashed here, while the syncer waits on the previous
+                // group's fsync: the two overlap on two cores.
+                if self.opts.merkle {
+                    commitments.push(commitment(&self.frame.buf[off..off + len as usize]));
+                }
                 pending.push(Pending {
                     loc: Loc {
                         offset: self.write_pos + off as u64,
@@ -816,7 +822,7 @@ impl Writer {
             buf,
             offset,
             first_index,
-            merkle: self.opts.merkle,
+            commitments,
             received_at: now,
             pending,
             replies,
@@ -957,17 +963,7 @@ impl Syncer {
             let mut entries: Vec<u8> = Vec::new();
             let entries_at = batch.first().map_or(0, |w| w.first_index * 32);
             for w in &batch {
-                let cs: Vec<Hash> = if w.merkle {
-                    w.pending
-                        .iter()
-                        .map(|p| {
-                            let at = (p.loc.offset - w.offset) as usize;
-                            commitment(&w.buf[at..at + p.loc.len as usize])
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
-                };
+                let cs: Vec<Hash> = w.commitments.clone();
                 for c in &cs {
                     entries.extend_from_slice(c);
                 }

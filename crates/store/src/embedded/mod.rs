@@ -395,7 +395,7 @@ impl Store for EmbeddedStore {
         size: u64,
     ) -> Result<Vec<Hash>, IntegrityError> {
         let l = self.log(log)?;
-        let mem = l.tree.mem.read().unwrap_or_else(|p| p.into_inner());
+        let mem = l.tree.mem();
         if size > mem.size() || index >= size {
             return Err(IntegrityError::OutOfRange(format!(
                 "index {index} is not in a tree of size {size} (log {log} holds {})",
@@ -413,7 +413,7 @@ impl Store for EmbeddedStore {
         to: u64,
     ) -> Result<Vec<Hash>, IntegrityError> {
         let l = self.log(log)?;
-        let mem = l.tree.mem.read().unwrap_or_else(|p| p.into_inner());
+        let mem = l.tree.mem();
         if to > mem.size() || from > to {
             return Err(IntegrityError::OutOfRange(format!(
                 "no consistency proof from size {from} to {to} (log {log} holds {})",
@@ -446,17 +446,28 @@ fn spawn_checkpointer(
         .spawn(move || {
             let (lock, cv) = &*st;
             let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last_round = std::time::Instant::now();
             loop {
                 if *stopped {
                     return;
                 }
+                // Wake at least every second to fold queued commitments
+                // into the trees (bounded memory, fast proofs later).
+                let tick = interval.min(std::time::Duration::from_secs(1));
                 let (g, _) = cv
-                    .wait_timeout(stopped, interval)
+                    .wait_timeout(stopped, tick)
                     .unwrap_or_else(|p| p.into_inner());
                 stopped = g;
                 if *stopped {
                     return;
                 }
+                for log in &logs {
+                    log.tree.catch_up();
+                }
+                if last_round.elapsed() < interval {
+                    continue;
+                }
+                last_round = std::time::Instant::now();
                 for log in &logs {
                     if log.tree.latest().is_none_or(|c| c.size < log.tree.size())
                         && let Err(e) = log.tree.checkpoint(&signer)

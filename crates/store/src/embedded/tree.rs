@@ -47,7 +47,12 @@ pub struct Tree {
     entries: Arc<dyn VFile>,
     tiles: Arc<dyn VFile>,
     checkpoints_file: Arc<dyn VFile>,
-    pub mem: RwLock<MemoryTree>,
+    /// Use [`Tree::mem`], which first folds in the pending commitments.
+    mem_tree: RwLock<MemoryTree>,
+    /// Durable commitments not yet folded into the tree: the group commit
+    /// only queues them; readers (proofs, tiles, checkpoints) and the
+    /// checkpointer fold them in, off the append path.
+    pending: std::sync::Mutex<Vec<Hash>>,
     /// Checkpoint history, oldest first.
     pub history: RwLock<Vec<SignedCheckpoint>>,
     /// Serialises checkpoint issuance; holds the full tiles written per level.
@@ -160,7 +165,8 @@ impl Tree {
             entries,
             tiles,
             checkpoints_file,
-            mem: RwLock::new(mem),
+            mem_tree: RwLock::new(mem),
+            pending: std::sync::Mutex::new(Vec::new()),
             history: RwLock::new(history),
             issuing: Mutex::new(written),
         })
@@ -170,16 +176,37 @@ impl Tree {
         &self.entries
     }
 
-    /// Adds durable commitments (called by the syncer after its sync).
+    /// Queues durable commitments (called by the syncer after its sync).
     pub fn publish(&self, commitments: &[Hash]) {
-        let mut mem = self.mem.write().unwrap_or_else(|p| p.into_inner());
-        for c in commitments {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(commitments);
+    }
+
+    /// Folds the queued commitments into the tree.
+    pub fn catch_up(&self) {
+        let mut mem = self.mem_tree.write().unwrap_or_else(|p| p.into_inner());
+        // Taken under the tree's lock: folds happen in publication order.
+        let queued = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        for c in &queued {
             mem.push(merkle::leaf_hash(c));
         }
     }
 
+    /// The tree, with every durable commitment folded in.
+    pub fn mem(&self) -> std::sync::RwLockReadGuard<'_, MemoryTree> {
+        self.catch_up();
+        self.mem_tree.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn size(&self) -> u64 {
-        self.mem.read().unwrap_or_else(|p| p.into_inner()).size()
+        let queued = self.pending.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
+        self.mem_tree
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .size()
+            + queued
     }
 
     pub fn latest(&self) -> Option<SignedCheckpoint> {
@@ -195,7 +222,7 @@ impl Tree {
     pub fn checkpoint(&self, signer: &Signer) -> std::io::Result<SignedCheckpoint> {
         let mut written = self.issuing.lock().unwrap_or_else(|p| p.into_inner());
         let (size, root) = {
-            let mem = self.mem.read().unwrap_or_else(|p| p.into_inner());
+            let mem = self.mem();
             (mem.size(), mem.root())
         };
         if let Some(last) = self.latest()
@@ -208,7 +235,7 @@ impl Tree {
         // Full tiles completed since the last write, every level.
         let mut buf = Vec::new();
         {
-            let mem = self.mem.read().unwrap_or_else(|p| p.into_inner());
+            let mem = self.mem();
             let mut level = 0usize;
             loop {
                 let tree_level = 8 * level as u32;
@@ -365,7 +392,7 @@ pub fn parse_note_head(note: &str) -> Option<(u64, Hash)> {
 impl Tree {
     /// Bytes of a tile (concatenated hashes) or an entry bundle.
     pub fn tile_bytes(&self, tile: TilePath) -> Result<Vec<u8>, crate::IntegrityError> {
-        let mem = self.mem.read().unwrap_or_else(|p| p.into_inner());
+        let mem = self.mem();
         let size = mem.size();
         match tile {
             TilePath::Hashes(t) => {
