@@ -145,8 +145,10 @@ impl ApiKeyStore {
             secret_sha256: sha256_hex(secret_part.as_bytes()),
         };
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        keys.push(key.clone());
-        self.save(&keys)?;
+        let mut next = keys.clone();
+        next.push(key.clone());
+        self.save(&next)?;
+        *keys = next;
         Ok(NewApiKey {
             key,
             secret: format!("rgk_{id}_{secret_part}"),
@@ -198,7 +200,8 @@ impl ApiKeyStore {
 
     pub fn revoke(&self, id: &str) -> Result<ApiKey, ApiKeyError> {
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        let k = keys
+        let mut next = keys.clone();
+        let k = next
             .iter_mut()
             .find(|k| k.id == id)
             .ok_or_else(|| ApiKeyError::NotFound(id.to_owned()))?;
@@ -206,7 +209,9 @@ impl ApiKeyStore {
             k.revoked_at = Some(jiff::Timestamp::now().to_string());
         }
         let out = k.clone();
-        self.save(&keys)?;
+        // Saved first: a revocation never lives in memory only.
+        self.save(&next)?;
+        *keys = next;
         Ok(out)
     }
 

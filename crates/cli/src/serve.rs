@@ -128,6 +128,14 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         tracing::warn!(
             "ALERT: the bootstrap admin key (admin-token) was registered; create narrower keys with `registre keys create` and revoke it in production"
         );
+    } else if keys
+        .list()
+        .iter()
+        .any(|k| k.name == "admin" && k.trusted_proxy && k.revoked_at.is_none())
+    {
+        tracing::warn!(
+            "the bootstrap admin key (admin-token) is still active: revoke it once you have your own keys"
+        );
     }
     let mut bearers: Vec<Arc<dyn registre_intake::http::auth::BearerAuthenticator>> = Vec::new();
     if !cfg.access.oidc.is_empty() {

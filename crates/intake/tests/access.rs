@@ -262,7 +262,9 @@ fn probe(env: &Env, method: &str, path: &str, caller: &Caller) -> Probe {
         ),
         ("POST", "/v1/exports") => p(
             "/v1/exports",
-            Some(json!({"filters": "actor=x", "traces": 1, "manifest_sha256": "00"})),
+            Some(
+                json!({"filters": "actor=x", "traces": 1, "manifest_sha256": "abababababababababababababababababababababababababababababababab"}),
+            ),
             StatusCode::CREATED,
         ),
         ("GET", "/v1/keys") => p("/v1/keys", None, StatusCode::OK),
@@ -620,7 +622,7 @@ async fn every_access_is_traced_with_filters_never_results() {
     let export = json!({
         "filters": "actor=dpi-server&since=2026-11-01T00:00:00Z",
         "traces": 1,
-        "manifest_sha256": "ab12",
+        "manifest_sha256": "abababababababababababababababababababababababababababababababab",
         "reason": "CNIL-2026-17"
     });
     let r = call(st, "POST", "/v1/exports", dpo, Some(&export)).await;
@@ -799,7 +801,7 @@ async fn no_untraced_read_when_the_journal_cannot_write() {
     env.vfs.fail_syncs_after(0);
     let dpo = Some(env.dpo.secret.as_str());
     let rssi = Some(env.rssi.secret.as_str());
-    let export = json!({"filters": "actor=x", "traces": 1, "manifest_sha256": "00"});
+    let export = json!({"filters": "actor=x", "traces": 1, "manifest_sha256": "abababababababababababababababababababababababababababababababab"});
     let reads: [(&str, &str, Option<&str>, Option<&Value>); 8] = [
         ("GET", "/v1/traces?actor=dpi-server", dpo, None),
         ("GET", "/v1/traces", rssi, None),

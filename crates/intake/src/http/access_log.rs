@@ -56,7 +56,13 @@ pub async fn record(
         request: Some(request),
         response: Some(TraceResponse {
             status: status.to_string(),
-            text: Some(summary.chars().take(1000).collect()),
+            text: Some(
+                summary
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(1000)
+                    .collect(),
+            ),
         }),
         source: None,
         target: Some(Target {

@@ -169,7 +169,8 @@ pub async fn require_role(
                 registre_model::Action::Extension("x-refus".into())
             },
             &format!("{} {}", req.method(), req.uri().path()),
-            req.uri().query().unwrap_or(""),
+            // The route only: an unvalidated query is not worth keeping.
+            "",
             403,
             format!("refused: needs {}", want.join(" or ")),
         )

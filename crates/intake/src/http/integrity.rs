@@ -280,6 +280,23 @@ pub async fn covering_checkpoint(
     log: &str,
     index: u64,
 ) -> Result<registre_store::SignedCheckpoint, Problem> {
+    let size = st
+        .store
+        .logs()
+        .into_iter()
+        .find(|l| l.log.as_str() == log)
+        .map(|l| l.size)
+        .ok_or_else(|| {
+            integrity_problem(registre_store::IntegrityError::UnknownLog(log.to_owned()))
+        })?;
+    if index >= size {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "no-such-index",
+            "No such trace",
+            format!("log {log} has no trace at index {index}"),
+        ));
+    }
     let cp = st
         .store
         .checkpoint(log, false)

@@ -111,10 +111,8 @@ pub async fn create(
     if req.role == Role::Admin || req.trusted_proxy {
         tracing::warn!(
             key_id = %created.key.id,
-            name = %created.key.name,
             role = %created.key.role,
             trusted_proxy = created.key.trusted_proxy,
-            by = %who.id,
             "ALERT: a credential with rights to modify the journal was created"
         );
         st.metrics.admin_credential_created();
@@ -220,10 +218,32 @@ pub async fn record_export(
             .into_response();
         }
     };
+    let hex = req.manifest_sha256.len() == 64
+        && req.manifest_sha256.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex {
+        return Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-export-record",
+            "Invalid export record",
+            "`manifest_sha256` must be 64 hexadecimal digits",
+        )
+        .into_response();
+    }
+    // The filters must be a search query registre understands.
+    if let Err(p) = super::search::parse_query(&st, &req.filters) {
+        return Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-export-record",
+            "Invalid export record",
+            format!("`filters` is not a search query: {}", p.detail),
+        )
+        .into_response();
+    }
     let mut query = req.filters.clone();
     if let Some(r) = &req.reason {
         // Encoded, so a reason cannot pose as a filter.
         query.push_str("&reason=");
+        let r: String = r.chars().take(200).collect();
         query.extend(form_urlencoded::byte_serialize(r.as_bytes()));
     }
     let summary = format!(

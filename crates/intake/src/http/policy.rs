@@ -116,7 +116,7 @@ pub async fn set(
     match applied {
         Ok(c) => {
             if let Some(w) = &c.warning {
-                tracing::warn!(class = %class, retention = %retention, by = %who.id, "{w}");
+                tracing::warn!(class = %class, retention = %retention, "{w}");
             }
             axum::Json(serde_json::json!({ "class": c, "previous": change.previous }))
                 .into_response()

@@ -60,9 +60,21 @@ async fn handle(
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| too_large())?;
+    // A client trickling its body must not hold a connection forever.
+    let bytes = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        axum::body::to_bytes(body, MAX_BODY_BYTES),
+    )
+    .await
+    .map_err(|_| {
+        Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body-timeout",
+            "Request body too slow",
+            "the request body did not arrive within 60 seconds",
+        )
+    })?
+    .map_err(|_| too_large())?;
 
     let mut traces = parse_body(st, &bytes)?;
     bind_authorship(who, &mut traces)?;
