@@ -379,7 +379,9 @@ pub async fn search(args: SearchArgs) -> Result<(), CliError> {
         }
         printed += traces.len();
         match page["next"].as_str() {
-            Some(c) if !traces.is_empty() => cursor = Some(c.to_owned()),
+            // A page may be empty yet have a next one (the server bounds
+            // the work per request); stop only if the cursor stops moving.
+            Some(c) if cursor.as_deref() != Some(c) => cursor = Some(c.to_owned()),
             _ => break,
         }
     }

@@ -297,10 +297,11 @@ impl Log {
         q: &Query,
         limit: usize,
         bound: u64,
-    ) -> Result<(Vec<LogHit>, bool), SearchError> {
+    ) -> Result<(Vec<LogHit>, Stop), SearchError> {
         let segments: Vec<Arc<Segment>> = read(&self.segments).clone();
         let filter = Filter::new(q);
         let mut hits = Vec::new();
+        let mut examined = 0usize;
         let mut buf = Vec::with_capacity(1024);
         for seg in segments.iter().rev() {
             if seg.header.first_index >= bound {
@@ -346,6 +347,11 @@ impl Log {
                 };
                 for &(p, loc, received_at) in &batch {
                     let index = seg.header.first_index + u64::from(p);
+                    if examined >= SCAN_BUDGET {
+                        // Bounded work per request: the caller pages on.
+                        return Ok((hits, Stop::Budget(index + 1)));
+                    }
+                    examined += 1;
                     let record = read_record(&*seg.file, loc, &mut buf, &self.name, index)?;
                     if filter.matches(&record.trace) {
                         hits.push(LogHit {
@@ -353,15 +359,31 @@ impl Log {
                             record,
                         });
                         if hits.len() >= limit {
-                            return Ok((hits, false));
+                            return Ok((hits, Stop::Limit));
                         }
                     }
                 }
                 hi = last;
             }
         }
-        Ok((hits, true))
+        Ok((hits, Stop::Exhausted))
     }
+}
+
+/// Most records one search reads in one log before it returns a page (with
+/// a cursor to go on): a query whose filters rarely match cannot hold a
+/// worker for long.
+pub const SCAN_BUDGET: usize = 20_000;
+
+/// Why a log's search stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Searched to the start of the log.
+    Exhausted,
+    /// Found `limit` hits.
+    Limit,
+    /// Read `SCAN_BUDGET` records; go on below this index (exclusive).
+    Budget(u64),
 }
 
 /// The exact filters of a query, and the index that narrows it best.

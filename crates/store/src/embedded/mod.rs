@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use registre_model::{ClassName, Trace};
 
-use self::log::{Log, LogOptions};
+use self::log::{Log, LogOptions, Stop};
 pub use self::log::{LogHit, commitment};
 pub use self::tree::SignedCheckpoint;
 pub use self::verify::{Failure, Report, data_dir_bytes, verify_data_dir};
@@ -270,19 +270,19 @@ impl EmbeddedStore {
             None => self.logs.values().collect(),
         };
         let mut hits: Vec<(usize, LogHit)> = Vec::new();
-        let mut state: Vec<(u64, bool)> = Vec::with_capacity(logs.len());
+        let mut state: Vec<(u64, Stop)> = Vec::with_capacity(logs.len());
         for (li, log) in logs.iter().enumerate() {
             let bound = q
                 .cursor
                 .as_ref()
                 .and_then(|c| c.bound(log.name().as_str()))
                 .unwrap_or_else(|| log.size());
-            let (found, exhausted) = if bound == 0 {
-                (Vec::new(), true)
+            let (found, stop) = if bound == 0 {
+                (Vec::new(), Stop::Exhausted)
             } else {
                 log.search(&q, limit, bound)?
             };
-            state.push((bound, exhausted));
+            state.push((bound, stop));
             hits.extend(found.into_iter().map(|h| (li, h)));
         }
         hits.sort_by(|a, b| {
@@ -291,28 +291,40 @@ impl EmbeddedStore {
                 .then_with(|| a.0.cmp(&b.0))
                 .then_with(|| b.1.record.trace.index.cmp(&a.1.record.trace.index))
         });
-        let mut taken = vec![0usize; logs.len()];
-        let returned: Vec<usize> = logs
-            .iter()
-            .enumerate()
-            .map(|(li, _)| hits.iter().filter(|h| h.0 == li).count())
+        let returned: Vec<usize> = (0..logs.len())
+            .map(|li| hits.iter().filter(|h| h.0 == li).count())
             .collect();
-        let mut bounds: Vec<u64> = state.iter().map(|s| s.0).collect();
+        let mut taken = vec![0usize; logs.len()];
+        let mut last_taken: Vec<Option<u64>> = vec![None; logs.len()];
         let mut traces = Vec::with_capacity(limit.min(hits.len()));
         for (li, h) in hits.into_iter().take(limit) {
             taken[li] += 1;
-            bounds[li] = h.record.trace.index;
+            last_taken[li] = Some(h.record.trace.index);
             traces.push(h.record);
         }
         let mut more = false;
+        let mut bounds: Vec<u64> = Vec::with_capacity(logs.len());
         for li in 0..logs.len() {
-            let (_, exhausted) = state[li];
-            if taken[li] == 0 && returned[li] == 0 && exhausted {
-                bounds[li] = 0;
-            }
-            if !exhausted || taken[li] < returned[li] {
-                more = more || bounds[li] > 0;
-            }
+            let (prior, stop) = state[li];
+            let bound = if taken[li] < returned[li] {
+                // Hits left out of this page: resume just below the last
+                // one shown (or where this page started).
+                more = true;
+                last_taken[li].unwrap_or(prior)
+            } else {
+                match stop {
+                    Stop::Exhausted => 0,
+                    Stop::Limit => {
+                        more = true;
+                        last_taken[li].unwrap_or(prior)
+                    }
+                    Stop::Budget(resume) => {
+                        more = true;
+                        resume.min(last_taken[li].unwrap_or(resume))
+                    }
+                }
+            };
+            bounds.push(bound);
         }
         let next = more.then(|| Cursor {
             bounds: logs
