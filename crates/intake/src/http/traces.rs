@@ -183,7 +183,18 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Problem> {
 fn parse_body(st: &AppState, bytes: &[u8]) -> Result<Vec<Trace>, Problem> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     let raws: Vec<&RawValue> = match first {
-        Some(b'[') => serde_json::from_slice(bytes).map_err(not_json)?,
+        Some(b'[') => match serde_json::from_slice::<Bounded<'_>>(bytes) {
+            Ok(b) => b.0,
+            Err(e) if e.to_string().starts_with(TOO_MANY) => {
+                return Err(Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-many-traces",
+                    "Too many traces",
+                    format!("more than {MAX_BATCH} traces in one request; split it"),
+                ));
+            }
+            Err(e) => return Err(not_json(e)),
+        },
         Some(b'{') => vec![serde_json::from_slice(bytes).map_err(not_json)?],
         Some(_) => {
             return Err(Problem::bad_request(
@@ -255,6 +266,38 @@ fn parse_body(st: &AppState, bytes: &[u8]) -> Result<Vec<Trace>, Problem> {
         })
         .collect();
     Err(p)
+}
+
+const TOO_MANY: &str = "registre: too many traces";
+
+/// The top-level array, refused as soon as it holds more than `MAX_BATCH`
+/// elements (never a multi-million-element vector from an 8 MiB body).
+struct Bounded<'a>(Vec<&'a RawValue>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Bounded<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Bounded<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of traces")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Bounded<'a>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(x) = seq.next_element::<&'de RawValue>()? {
+                    if out.len() == MAX_BATCH {
+                        return Err(serde::de::Error::custom(TOO_MANY));
+                    }
+                    out.push(x);
+                }
+                Ok(Bounded(out))
+            }
+        }
+        d.deserialize_seq(V(std::marker::PhantomData))
+    }
 }
 
 fn parse_one(st: &AppState, raw: &RawValue) -> Result<Trace, TraceError> {
