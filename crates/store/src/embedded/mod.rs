@@ -259,16 +259,25 @@ impl EmbeddedStore {
             .collect()
     }
 
-    fn search_inner(&self, q: Query) -> Result<Page, SearchError> {
-        let limit = q.limit.clamp(1, 10_000);
-        let logs: Vec<&Arc<Log>> = match &q.class {
+    /// The logs a query searches.
+    fn logs_of(&self, q: &Query) -> Result<Vec<Arc<Log>>, SearchError> {
+        Ok(match &q.class {
             Some(c) => vec![
                 self.logs
                     .get(c.as_str())
-                    .ok_or_else(|| SearchError::UnknownClass(c.as_str().to_owned()))?,
+                    .ok_or_else(|| SearchError::UnknownClass(c.as_str().to_owned()))?
+                    .clone(),
             ],
-            None => self.logs.values().collect(),
-        };
+            None => self.logs.values().cloned().collect(),
+        })
+    }
+}
+
+/// Searches `logs` (file reads: run off the async threads).
+fn search_logs(logs: Vec<Arc<Log>>, q: Query) -> Result<Page, SearchError> {
+    {
+        let limit = q.limit.clamp(1, 10_000);
+        let logs: Vec<&Arc<Log>> = logs.iter().collect();
         let mut hits: Vec<(usize, LogHit)> = Vec::new();
         let mut state: Vec<(u64, Stop)> = Vec::with_capacity(logs.len());
         for (li, log) in logs.iter().enumerate() {
@@ -343,9 +352,15 @@ impl Store for EmbeddedStore {
     }
 
     fn search(&self, query: Query) -> BoxFuture<'_, Result<Page, SearchError>> {
-        // Reads hit the page cache and take microseconds; they run inline.
-        let r = self.search_inner(query);
-        Box::pin(async move { r })
+        let logs = self.logs_of(&query);
+        Box::pin(async move {
+            let logs = logs?;
+            // File reads and JSON decoding, bounded by the scan budget: on
+            // the blocking pool, so ingest acknowledgements never wait.
+            tokio::task::spawn_blocking(move || search_logs(logs, query))
+                .await
+                .map_err(|e| SearchError::Io(std::io::Error::other(e.to_string())))?
+        })
     }
 
     fn classes(&self) -> Vec<ClassName> {
