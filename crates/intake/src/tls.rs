@@ -512,6 +512,22 @@ async fn connection(
             }
         },
     };
+    serve_http(tls, peer, client_cert, http, app, stop).await;
+}
+
+/// HTTP/1.1 on one accepted connection (TLS or plain) until the client
+/// leaves or the server stops; every request gets `ConnectInfo` and, when
+/// present, the verified client certificate.
+async fn serve_http<IO>(
+    io: IO,
+    peer: SocketAddr,
+    client_cert: Option<ClientCertificate>,
+    http: http1::Builder,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         if let Some(cert) = &client_cert {
@@ -520,11 +536,11 @@ async fn connection(
         let app = app.clone();
         async move { Ok::<_, Infallible>(app.oneshot(req).await.unwrap_or_else(|e| match e {})) }
     });
-    let mut conn = pin!(http.serve_connection(TokioIo::new(tls), service));
+    let mut conn = pin!(http.serve_connection(TokioIo::new(io), service));
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
-                tracing::debug!(%peer, error = %e, "TLS connection ended with an error");
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             return;
         }
@@ -532,6 +548,52 @@ async fn connection(
     }
     conn.as_mut().graceful_shutdown();
     if let Err(e) = conn.await {
-        tracing::debug!(%peer, error = %e, "TLS connection ended with an error");
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
+}
+
+/// Plain HTTP with the same connection handling as [`serve_tls`]: a task
+/// per connection, request headers within [`HEADER_READ_TIMEOUT`] (so a
+/// silent client cannot hold a connection open), graceful shutdown.
+pub async fn serve_plain(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) if is_connection_error(&e) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "HTTP listener: accept failed");
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(serve_http(
+            tcp,
+            peer,
+            None,
+            http.clone(),
+            app.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    drop(listener);
+    drop(stop_rx);
+    let _ = stop_tx.send(true);
+    stop_tx.closed().await;
+    Ok(())
 }

@@ -22,7 +22,6 @@ mod problem;
 mod search;
 mod traces;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -115,15 +114,10 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Small answers (201s) must leave at once, not wait for delayed ACKs.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // hyper directly (not `axum::serve`): a task per connection, TCP_NODELAY
+    // so small answers (201s) leave at once, and a header read timeout so a
+    // silent client cannot hold a connection open.
+    crate::tls::serve_plain(listener, router(state), shutdown).await
 }
 
 /// Counts and times every request by route template (never by raw path).
