@@ -280,12 +280,9 @@ Newest first. Filters combine (AND). --since/--until bound the reception time
 (received_at) and take an RFC 3339 date-time (2026-11-28T08:00:00+01:00) or a
 date (2026-11-28, meaning midnight UTC).";
 
-/// Search the journal.
-#[derive(Args)]
-#[command(after_help = SEARCH_HELP)]
-pub struct SearchArgs {
-    #[command(flatten)]
-    server: ServerArgs,
+/// The search filters, shared by `search` and `export`.
+#[derive(Args, Clone)]
+pub struct Filters {
     /// Author id (actor.id), exact.
     #[arg(long)]
     actor: Option<String>,
@@ -301,12 +298,46 @@ pub struct SearchArgs {
     /// Class (mss, technique, applicative, or a configured one).
     #[arg(long)]
     class: Option<String>,
-    /// Received at or after.
+    /// Received at or after (RFC 3339, or a date meaning midnight UTC).
     #[arg(long)]
     since: Option<String>,
     /// Received before.
     #[arg(long)]
     until: Option<String>,
+}
+
+impl Filters {
+    /// As query parameters of `GET /v1/traces`.
+    pub fn params(&self) -> Vec<(&'static str, String)> {
+        let mut params = Vec::new();
+        for (k, v) in [
+            ("actor", &self.actor),
+            ("mailbox", &self.mailbox),
+            ("patient", &self.patient),
+            ("action", &self.action),
+            ("class", &self.class),
+        ] {
+            if let Some(v) = v {
+                params.push((k, v.clone()));
+            }
+        }
+        for (k, v) in [("since", &self.since), ("until", &self.until)] {
+            if let Some(v) = v {
+                params.push((k, date_or_datetime(v)));
+            }
+        }
+        params
+    }
+}
+
+/// Search the journal.
+#[derive(Args)]
+#[command(after_help = SEARCH_HELP)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    filters: Filters,
     /// Most traces to print.
     #[arg(long, default_value_t = 100)]
     limit: usize,
@@ -317,23 +348,7 @@ pub struct SearchArgs {
 pub async fn search(args: SearchArgs) -> Result<(), CliError> {
     let token = args.server.token()?;
     let client = http_client()?;
-    let mut params: Vec<(&str, String)> = Vec::new();
-    for (k, v) in [
-        ("actor", &args.actor),
-        ("mailbox", &args.mailbox),
-        ("patient", &args.patient),
-        ("action", &args.action),
-        ("class", &args.class),
-    ] {
-        if let Some(v) = v {
-            params.push((k, v.clone()));
-        }
-    }
-    for (k, v) in [("since", &args.since), ("until", &args.until)] {
-        if let Some(v) = v {
-            params.push((k, date_or_datetime(v)));
-        }
-    }
+    let params = args.filters.params();
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
     let write_err = |e: std::io::Error| CliError::with("cannot write the output", &e);
@@ -532,4 +547,36 @@ pub fn progress(total: Option<u64>) -> ProgressBar {
     }
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
     bar
+}
+
+/// One JSON request to the server with the caller's credential; a non-2xx
+/// answer becomes an error carrying the problem's detail.
+pub async fn call_json(
+    server: &ServerArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, CliError> {
+    let token = server.token()?;
+    let client = http_client()?;
+    let mut req = client.request(method, server.url(path));
+    if !token.is_empty() {
+        req = req.bearer_auth(token);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| CliError::with(format!("cannot reach {}", server.server), &e))?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    if !(200..300).contains(&status) {
+        return Err(CliError::new(format!(
+            "the server answered {status}: {}",
+            problem_detail(&text)
+        )));
+    }
+    serde_json::from_str(&text).map_err(|e| CliError::with("the answer is not JSON", &e))
 }

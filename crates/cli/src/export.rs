@@ -19,7 +19,7 @@ use registre_log::TlogProof;
 use serde_json::{Value, json};
 
 use crate::CliError;
-use crate::client::{ServerArgs, date_or_datetime, http_client, problem_detail};
+use crate::client::{ServerArgs, http_client, problem_detail};
 
 const EXPORT_HELP: &str = "\
 Examples:
@@ -40,27 +40,8 @@ pub struct ExportArgs {
     /// Output directory (created; must not exist or be empty).
     #[arg(long)]
     out: PathBuf,
-    /// Author id (actor.id), exact.
-    #[arg(long)]
-    actor: Option<String>,
-    /// Mailbox (target.mailbox), case-insensitive.
-    #[arg(long)]
-    mailbox: Option<String>,
-    /// Patient identifier (target.patient.id), exact.
-    #[arg(long)]
-    patient: Option<String>,
-    /// Action (consultation, envoi, suppression, …).
-    #[arg(long)]
-    action: Option<String>,
-    /// Class (mss, technique, applicative, …).
-    #[arg(long)]
-    class: Option<String>,
-    /// Received at or after (RFC 3339 or a date).
-    #[arg(long)]
-    since: Option<String>,
-    /// Received before.
-    #[arg(long)]
-    until: Option<String>,
+    #[command(flatten)]
+    filters: crate::client::Filters,
     /// Who exports (recorded in the manifest and in the export trace).
     #[arg(long, env = "REGISTRE_EXPORTER", default_value_t = default_exporter())]
     exporter: String,
@@ -80,23 +61,7 @@ pub async fn run(a: ExportArgs) -> Result<(), CliError> {
     prepare_dir(&a.out)?;
     let token = a.server.token()?;
     let client = http_client()?;
-    let mut filters: Vec<(&str, String)> = Vec::new();
-    for (k, v) in [
-        ("actor", &a.actor),
-        ("mailbox", &a.mailbox),
-        ("patient", &a.patient),
-        ("action", &a.action),
-        ("class", &a.class),
-    ] {
-        if let Some(v) = v {
-            filters.push((k, v.clone()));
-        }
-    }
-    for (k, v) in [("since", &a.since), ("until", &a.until)] {
-        if let Some(v) = v {
-            filters.push((k, date_or_datetime(v)));
-        }
-    }
+    let filters = a.filters.params();
 
     let logs: Value = get_json(&client, &a.server.url("/v1/logs"), &token, &[]).await?;
     let vkey = logs["verifier_key"].as_str().unwrap_or_default().to_owned();

@@ -84,7 +84,9 @@ pub async fn run(cmd: KeysCommand) -> Result<(), CliError> {
                 "trusted_proxy": a.trusted_proxy,
                 "expires_at": a.expires,
             });
-            let v = call(&a.server, reqwest::Method::POST, "/v1/keys", Some(body)).await?;
+            let v =
+                crate::client::call_json(&a.server, reqwest::Method::POST, "/v1/keys", Some(body))
+                    .await?;
             println!("{}", v["secret"].as_str().unwrap_or_default());
             eprintln!(
                 "key {} for {} ({}) created; the secret above is shown once and stored only as a hash",
@@ -95,7 +97,8 @@ pub async fn run(cmd: KeysCommand) -> Result<(), CliError> {
             Ok(())
         }
         KeysCommand::List(a) => {
-            let v = call(&a.server, reqwest::Method::GET, "/v1/keys", None).await?;
+            let v =
+                crate::client::call_json(&a.server, reqwest::Method::GET, "/v1/keys", None).await?;
             println!(
                 "{:<10} {:<24} {:<11} {:<6} {:<28} STATUS",
                 "ID", "NAME", "ROLE", "PROXY", "CREATED"
@@ -125,7 +128,7 @@ pub async fn run(cmd: KeysCommand) -> Result<(), CliError> {
         }
         KeysCommand::Revoke(a) => {
             let path = format!("/v1/keys/{}", a.id);
-            call(&a.server, reqwest::Method::DELETE, &path, None).await?;
+            crate::client::call_json(&a.server, reqwest::Method::DELETE, &path, None).await?;
             eprintln!("key {} revoked", a.id);
             Ok(())
         }
@@ -144,31 +147,4 @@ pub async fn run(cmd: KeysCommand) -> Result<(), CliError> {
             Ok(())
         }
     }
-}
-
-async fn call(
-    server: &crate::client::ServerArgs,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> Result<serde_json::Value, CliError> {
-    let token = server.token()?;
-    let client = crate::client::http_client()?;
-    let mut req = client.request(method, server.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| CliError::with(format!("cannot reach {}", server.server), &e))?;
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    if !(200..300).contains(&status) {
-        return Err(CliError::new(format!(
-            "the server answered {status}: {}",
-            crate::client::problem_detail(&text)
-        )));
-    }
-    serde_json::from_str(&text).map_err(|e| CliError::with("the answer is not JSON", &e))
 }

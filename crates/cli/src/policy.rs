@@ -1,7 +1,6 @@
 //! `registre policy`: the retention of each class.
 
 use clap::{Args, Subcommand};
-use serde_json::Value;
 
 use crate::CliError;
 use crate::client::ServerArgs;
@@ -45,7 +44,8 @@ pub struct SetArgs {
 pub async fn run(cmd: PolicyCommand) -> Result<(), CliError> {
     match cmd {
         PolicyCommand::Show(a) => {
-            let v = call(&a.server, reqwest::Method::GET, "/v1/policy", None).await?;
+            let v = crate::client::call_json(&a.server, reqwest::Method::GET, "/v1/policy", None)
+                .await?;
             println!("{:<14} {:<12} SOURCE", "CLASS", "RETENTION");
             for c in v["classes"].as_array().cloned().unwrap_or_default() {
                 println!(
@@ -62,7 +62,7 @@ pub async fn run(cmd: PolicyCommand) -> Result<(), CliError> {
         }
         PolicyCommand::Set(a) => {
             let path = format!("/v1/policy/{}", a.class);
-            let v = call(
+            let v = crate::client::call_json(
                 &a.server,
                 reqwest::Method::PUT,
                 &path,
@@ -81,34 +81,4 @@ pub async fn run(cmd: PolicyCommand) -> Result<(), CliError> {
             Ok(())
         }
     }
-}
-
-async fn call(
-    server: &ServerArgs,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> Result<Value, CliError> {
-    let token = server.token()?;
-    let client = crate::client::http_client()?;
-    let mut req = client.request(method, server.url(path));
-    if !token.is_empty() {
-        req = req.bearer_auth(token);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| CliError::with(format!("cannot reach {}", server.server), &e))?;
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    if !(200..300).contains(&status) {
-        return Err(CliError::new(format!(
-            "the server answered {status}: {}",
-            crate::client::problem_detail(&text)
-        )));
-    }
-    serde_json::from_str(&text).map_err(|e| CliError::with("the answer is not JSON", &e))
 }

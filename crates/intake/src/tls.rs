@@ -429,6 +429,28 @@ pub async fn serve_tls(
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
+    accept_loop(listener, shutdown, "TLS", move |tcp, peer, stop| {
+        tokio::spawn(connection(
+            tcp,
+            peer,
+            acceptor.clone(),
+            http.clone(),
+            app.clone(),
+            stop,
+        ));
+    })
+    .await
+}
+
+/// Accepts connections until `shutdown`, handing each (with TCP_NODELAY set)
+/// to `on_connection` with a receiver that turns `true` when the server
+/// stops; then waits until every connection has let go of it.
+async fn accept_loop(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    what: &str,
+    mut on_connection: impl FnMut(TcpStream, SocketAddr, watch::Receiver<bool>),
+) -> io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = pin!(shutdown);
     loop {
@@ -441,7 +463,7 @@ pub async fn serve_tls(
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
                 // Out of file descriptors and the like: back off, don't spin.
-                tracing::error!(error = %e, "TLS listener: accept failed");
+                tracing::error!(error = %e, "{what} listener: accept failed");
                 tokio::select! {
                     () = &mut shutdown => break,
                     () = tokio::time::sleep(Duration::from_secs(1)) => continue,
@@ -450,14 +472,7 @@ pub async fn serve_tls(
         };
         // Small answers (201s) must leave at once, not wait for delayed ACKs.
         let _ = tcp.set_nodelay(true);
-        tokio::spawn(connection(
-            tcp,
-            peer,
-            acceptor.clone(),
-            http.clone(),
-            app.clone(),
-            stop_rx.clone(),
-        ));
+        on_connection(tcp, peer, stop_rx.clone());
     }
     drop(listener);
     drop(stop_rx);
@@ -563,37 +578,8 @@ pub async fn serve_plain(
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut shutdown = pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) if is_connection_error(&e) => continue,
-            Err(e) => {
-                tracing::error!(error = %e, "HTTP listener: accept failed");
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        tokio::spawn(serve_http(
-            tcp,
-            peer,
-            None,
-            http.clone(),
-            app.clone(),
-            stop_rx.clone(),
-        ));
-    }
-    drop(listener);
-    drop(stop_rx);
-    let _ = stop_tx.send(true);
-    stop_tx.closed().await;
-    Ok(())
+    accept_loop(listener, shutdown, "HTTP", move |tcp, peer, stop| {
+        tokio::spawn(serve_http(tcp, peer, None, http.clone(), app.clone(), stop));
+    })
+    .await
 }
