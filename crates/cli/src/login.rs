@@ -130,11 +130,7 @@ pub async fn run(a: LoginArgs) -> Result<(), CliError> {
 
 /// Where the login token is kept.
 pub fn token_path() -> PathBuf {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("registre").join("token.json")
+    crate::user_state_dir().join("token.json")
 }
 
 /// The kept token, if it has not expired.

@@ -126,3 +126,13 @@ impl CliError {
 pub fn default_data_dir() -> PathBuf {
     PathBuf::from("registre-data")
 }
+
+/// The user's state directory for registre (`$XDG_STATE_HOME/registre`, else
+/// `~/.local/state/registre`): login token, checkpoints seen by `verify`.
+pub fn user_state_dir() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("registre")
+}

@@ -485,13 +485,9 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, CliError>
 }
 
 fn state_dir(server: &str) -> PathBuf {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(|| PathBuf::from("."));
     let name: String = server
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    base.join("registre").join(name)
+    crate::user_state_dir().join(name)
 }
