@@ -161,7 +161,12 @@ async fn run(o: Opts) {
     let reopen_s = t.elapsed().as_secs_f64();
     drop(store);
     let t = Instant::now();
-    let report = registre_store::verify_data_dir(dir.path(), &[vkey], &mut |_| {}).expect("verify");
+    let master = registre_store::crypto::MasterKey::read(
+        &registre_store::crypto::default_master_path(dir.path()),
+    )
+    .expect("master key");
+    let report = registre_store::verify_data_dir(dir.path(), &[vkey], Some(&master), &mut |_| {})
+        .expect("verify");
     assert!(report.ok(), "verify found problems: {:?}", report.failures);
     let verify_rate = report.traces() as f64 / t.elapsed().as_secs_f64();
 

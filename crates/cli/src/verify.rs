@@ -48,6 +48,10 @@ pub struct VerifyArgs {
     /// mss, technique, applicative).
     #[arg(long)]
     log: Vec<String>,
+    /// The master key that opens the records of --data (default:
+    /// <data>/keys/master.key when present).
+    #[arg(long, env = "REGISTRE_MASTER_KEY_FILE", value_name = "FILE")]
+    master_key_file: Option<PathBuf>,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -60,7 +64,7 @@ pub async fn run(a: VerifyArgs) -> Result<ExitCode, CliError> {
         .map(|k| Verifier::parse(k).map_err(|e| CliError::with(format!("bad --vkey {k}"), &e)))
         .collect::<Result<_, _>>()?;
     let failures = if let Some(data) = &a.data {
-        verify_data(data, pinned, a.quiet)?
+        verify_data(data, pinned, a.master_key_file.as_deref(), a.quiet)?
     } else if let Some(server) = &a.server {
         verify_server(server, pinned, &a.log, a.quiet).await?
     } else if let Some(bundle) = &a.bundle {
@@ -84,8 +88,19 @@ pub async fn run(a: VerifyArgs) -> Result<ExitCode, CliError> {
 fn verify_data(
     data: &Path,
     mut verifiers: Vec<Verifier>,
+    master_file: Option<&Path>,
     quiet: bool,
 ) -> Result<Vec<String>, CliError> {
+    let default = registre_store::crypto::default_master_path(data);
+    let master = match master_file {
+        Some(f) => Some(f.to_path_buf()),
+        None => default.exists().then_some(default),
+    }
+    .map(|f| {
+        registre_store::crypto::MasterKey::read(&f)
+            .map_err(|e| CliError::with("cannot read the master key", &e))
+    })
+    .transpose()?;
     if verifiers.is_empty() {
         let signer = registre_store::keys::load(data).map_err(|e| {
             CliError::with("cannot load the data directory's key (pass --vkey)", &e)
@@ -99,8 +114,9 @@ fn verify_data(
         crate::client::progress(Some(total))
     };
     let start = Instant::now();
-    let report = registre_store::verify_data_dir(data, &verifiers, &mut |n| bar.inc(n))
-        .map_err(|e| CliError::with(format!("cannot read {}", data.display()), &e))?;
+    let report =
+        registre_store::verify_data_dir(data, &verifiers, master.as_ref(), &mut |n| bar.inc(n))
+            .map_err(|e| CliError::with(format!("cannot read {}", data.display()), &e))?;
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64().max(1e-9);
     for l in &report.logs {

@@ -12,6 +12,9 @@ pub enum OpenError {
          stop the other process or choose another --data directory"
     )]
     Locked(PathBuf),
+    /// The master key is missing, wrong or unreadable (nothing was touched).
+    #[error("{0}")]
+    Key(String),
     #[error("cannot use the data directory {path}: {source}")]
     Io {
         path: PathBuf,

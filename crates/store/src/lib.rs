@@ -9,6 +9,8 @@
 //! `fdatasync` per batch of concurrent requests. Its on-disk format is
 //! documented byte by byte in `docs/format.md`.
 
+pub mod clock;
+pub mod crypto;
 mod cursor;
 mod embedded;
 mod error;
@@ -20,7 +22,8 @@ pub mod vfs;
 pub use cursor::Cursor;
 pub use embedded::SignedCheckpoint;
 pub use embedded::{
-    EmbeddedOptions, EmbeddedStore, Failure, Report, commitment, data_dir_bytes, verify_data_dir,
+    EmbeddedOptions, EmbeddedStore, Failure, LogPurge, PurgeReport, PurgeRequest, Report,
+    commitment, data_dir_bytes, verify_data_dir,
 };
 pub use error::{AppendError, IntegrityError, OpenError, SearchError};
 pub use query::{Page, Query, StoredRecord};

@@ -110,8 +110,9 @@ struct FaultState {
     /// Fail every sync from the n-th one (0 = the next).
     fail_sync_from: Option<u64>,
     syncs: u64,
-    /// Fail the next write after writing only this many of its bytes.
-    short_write: Option<usize>,
+    /// Fail the next write (to a file whose name ends so, if given) after
+    /// writing only this many of its bytes.
+    short_write: Option<(usize, Option<&'static str>)>,
 }
 
 #[derive(Default)]
@@ -144,7 +145,13 @@ impl FaultyVfs {
 
     /// The next write stores only `n` bytes, then fails.
     pub fn short_write_next(&self, n: usize) {
-        lock(&self.inner).short_write = Some(n);
+        lock(&self.inner).short_write = Some((n, None));
+    }
+
+    /// The next write to a file whose name ends with `suffix` stores only
+    /// `n` bytes, then fails.
+    pub fn short_write_next_to(&self, n: usize, suffix: &'static str) {
+        lock(&self.inner).short_write = Some((n, Some(suffix)));
     }
 
     pub fn clear_faults(&self) {
@@ -194,6 +201,7 @@ impl FaultyVfs {
 
 struct FaultyFile {
     file: Arc<MemFile>,
+    path: PathBuf,
     vfs: FaultyVfs,
 }
 
@@ -214,7 +222,17 @@ impl VFile for FaultyFile {
         Ok(())
     }
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        let short = lock(&self.vfs.inner).short_write.take();
+        let short = {
+            let mut st = lock(&self.vfs.inner);
+            let applies = st.short_write.is_some_and(|(_, suffix)| {
+                suffix.is_none_or(|s| self.path.to_string_lossy().ends_with(s))
+            });
+            if applies {
+                st.short_write.take().map(|(n, _)| n)
+            } else {
+                None
+            }
+        };
         let n = short.map_or(buf.len(), |n| n.min(buf.len()));
         let mut d = lock(&self.file.state);
         let start = usize::try_from(offset).map_err(io::Error::other)?;
@@ -273,6 +291,7 @@ impl Vfs for FaultyVfs {
         };
         Ok(Arc::new(FaultyFile {
             file,
+            path: path.to_owned(),
             vfs: self.clone(),
         }))
     }

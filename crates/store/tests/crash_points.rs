@@ -37,13 +37,25 @@ fn log_dir(class: &str) -> PathBuf {
     data_dir().join("logs").join(class)
 }
 
+static MASTER: std::sync::LazyLock<Arc<registre_store::crypto::MasterKey>> =
+    std::sync::LazyLock::new(|| {
+        Arc::new(
+            registre_store::crypto::MasterKey::generate()
+                .expect("key")
+                .0,
+        )
+    });
+
 fn options() -> EmbeddedOptions {
-    EmbeddedOptions::new(
-        CLASSES
-            .iter()
-            .map(|c| ClassName::new(c).expect("valid class"))
-            .collect(),
-    )
+    EmbeddedOptions {
+        master_key: Some(MASTER.clone()),
+        ..EmbeddedOptions::new(
+            CLASSES
+                .iter()
+                .map(|c| ClassName::new(c).expect("valid class"))
+                .collect(),
+        )
+    }
 }
 
 /// Options that roll a new segment at (nearly) every group commit.
@@ -194,11 +206,25 @@ fn segment_paths(vfs: &FaultyVfs, class: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The data key files of a log.
+fn key_paths(vfs: &FaultyVfs, class: &str) -> Vec<PathBuf> {
+    let dir = data_dir().join("keys").join("data").join(class);
+    vfs.list(&dir)
+        .expect("list")
+        .into_iter()
+        .map(|n| dir.join(n))
+        .collect()
+}
+
 /// Every file of the store, with its current bytes.
 fn snapshot(vfs: &FaultyVfs) -> Vec<(PathBuf, Vec<u8>)> {
     CLASSES
         .iter()
-        .flat_map(|c| segment_paths(vfs, c))
+        .flat_map(|c| {
+            let mut v = key_paths(vfs, c);
+            v.extend(segment_paths(vfs, c));
+            v
+        })
         .map(|p| {
             let data = vfs.contents(&p).expect("listed file exists");
             (p, data)
@@ -493,7 +519,7 @@ async fn short_write_in_a_new_segment_header() {
         append_ok(&store, "mss", "a", 2).await;
         let before = segment_paths(&vfs, "mss");
         assert_eq!(before.len(), 1);
-        vfs.short_write_next(n);
+        vfs.short_write_next_to(n, ".seg");
         assert_unavailable(store.append(vec![trace("mss", "f0", "x")]).await);
         let during = segment_paths(&vfs, "mss");
         assert_eq!(during.len(), 2, "n={n}: the new segment file exists");
@@ -947,9 +973,10 @@ async fn power_loss_after_restart_and_roll_keeps_the_store_openable() {
     let vfs = FaultyVfs::new();
     let store = must_open(&vfs, rolling_options(1));
     append_ok(&store, "mss", "a", 2).await;
-    // The next group rolls to segment 2: its header sync and directory sync
-    // succeed, the frame's sync fails.
-    vfs.fail_syncs_after(2);
+    // The next group rolls to segment 2: its data key's syncs (file and
+    // directory), its header sync and directory sync succeed, the frame's
+    // sync fails.
+    vfs.fail_syncs_after(4);
     assert_unavailable(store.append(vec![trace("mss", "f0", "x")]).await);
     drop(store);
     vfs.clear_faults();
@@ -1139,8 +1166,9 @@ async fn stats_bytes_after_rewriting_an_empty_segment() {
     let vfs = FaultyVfs::new();
     let store = must_open(&vfs, rolling_options(1));
     append_ok(&store, "mss", "a", 1).await;
-    // Header sync and directory sync succeed, the frame's sync fails.
-    vfs.fail_syncs_after(2);
+    // Key and header syncs (file and directory each) succeed, the frame's
+    // sync fails.
+    vfs.fail_syncs_after(4);
     assert_unavailable(store.append(vec![trace("mss", "f0", "x")]).await);
     drop(store);
     vfs.crash(|_, _| 0);

@@ -357,6 +357,11 @@ impl Harness {
     fn new(max_segment_bytes: u64) -> Check<Harness> {
         let opts = EmbeddedOptions {
             max_segment_bytes,
+            master_key: Some(Arc::new(
+                registre_store::crypto::MasterKey::generate()
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?
+                    .0,
+            )),
             ..EmbeddedOptions::new(
                 CLASSES
                     .iter()

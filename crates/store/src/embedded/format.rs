@@ -3,12 +3,13 @@
 //! ```text
 //! segment  = header frame*
 //! header   = 64 bytes:
-//!   0  8  magic "RGSEG\0\0\x01"
+//!   0  8  magic "RGSEG\0\0\x02"
 //!   8  8  first_index       u64 LE   index of the segment's first record
 //!   16 8  period_start      i64 LE   µs since the Unix epoch, UTC
 //!   24 1  class name length u8 (1..=32)
 //!   25 32 class name        ASCII, zero padded
-//!   57 3  zero
+//!   57 1  kind            0 = a segment of the log, 1 = a hold segment
+//!   58 2  zero
 //!   60 4  crc32c of bytes 0..60, u32 LE
 //! frame    = 40-byte frame header, then body:
 //!   0  4  magic "RGFR"
@@ -20,17 +21,27 @@
 //!   32 8  synced_upto       u64 LE   file offset up to which every byte was
 //!                                    known durable when this frame was encoded
 //!   body = count × (len u32 LE, record)
-//!   record = salt (16 bytes) ‖ JCS bytes of the stored trace (salt excluded)
+//!   record = nonce (12) ‖ AES-256-GCM(data key of the segment, nonce,
+//!            aad = "registre record v1\0" ‖ log (32, zero padded) ‖ index
+//!            u64 LE ‖ 5 zero bytes, plaintext = salt (16) ‖ JCS bytes of
+//!            the stored trace (salt excluded)) ‖ tag (16)
 //! ```
 //!
 //! A frame is the unit of atomicity: one group commit writes one or more
 //! whole frames, then syncs. Recovery accepts a frame only when its magic,
 //! length, CRC, index continuity and record lengths all check out.
+//! A hold segment (kind 1) holds the traces a legal hold kept when their
+//! segment was purged, re-sealed under a new data key: one record per frame,
+//! indexes increasing but not contiguous.
 //! `synced_upto` tells a torn tail from corruption: a damaged frame at offset
 //! B followed by an intact frame whose `synced_upto` > B had been durable
 //! before that frame was written, so its damage is not a torn write.
 
-pub const SEGMENT_MAGIC: &[u8; 8] = b"RGSEG\0\0\x01";
+pub const SEGMENT_MAGIC: &[u8; 8] = b"RGSEG\0\0\x02";
+/// The unencrypted development format, refused with a clear message.
+const SEGMENT_MAGIC_V1: &[u8; 8] = b"RGSEG\0\0\x01";
+/// Smallest record: nonce, salt, tag.
+pub const MIN_RECORD: usize = crate::crypto::SEAL_OVERHEAD + 16;
 pub const FRAME_MAGIC: &[u8; 4] = b"RGFR";
 pub const HEADER_LEN: usize = 64;
 pub const FRAME_HEADER_LEN: usize = 40;
@@ -42,6 +53,8 @@ pub struct SegmentHeader {
     pub first_index: u64,
     pub period_start: i64,
     pub class: String,
+    /// A hold segment (traces kept by a legal hold past their purge).
+    pub hold: bool,
 }
 
 impl SegmentHeader {
@@ -54,6 +67,7 @@ impl SegmentHeader {
         let n = name.len().min(32);
         h[24] = n as u8;
         h[25..25 + n].copy_from_slice(&name[..n]);
+        h[57] = u8::from(self.hold);
         let crc = crc32c::crc32c(&h[0..60]);
         h[60..64].copy_from_slice(&crc.to_le_bytes());
         h
@@ -62,6 +76,11 @@ impl SegmentHeader {
     pub fn decode(h: &[u8]) -> Result<SegmentHeader, &'static str> {
         if h.len() < HEADER_LEN {
             return Err("segment header is truncated");
+        }
+        if &h[0..8] == SEGMENT_MAGIC_V1 {
+            return Err(
+                "segment written by an unencrypted development build (format 1); not readable by this version",
+            );
         }
         if &h[0..8] != SEGMENT_MAGIC {
             return Err("not a registre segment (bad magic)");
@@ -80,6 +99,7 @@ impl SegmentHeader {
             first_index: u64_at(h, 8),
             period_start: u64_at(h, 16) as i64,
             class,
+            hold: h[57] == 1,
         })
     }
 }
@@ -121,16 +141,18 @@ impl FrameWriter {
         self.buf.len() - self.start - FRAME_HEADER_LEN
     }
 
-    /// Appends one record; `write` fills the record bytes after the salt and
-    /// returns nothing. Returns the record's (offset in `buf`, length).
-    pub fn record(&mut self, salt: &[u8; 16], write: impl FnOnce(&mut Vec<u8>)) -> (usize, u32) {
-        let len_pos = self.buf.len();
+    /// Starts a record: the caller appends its bytes to `buf`, then calls
+    /// [`FrameWriter::close_record`] with the returned start.
+    pub fn open_record(&mut self) -> usize {
         self.buf.extend_from_slice(&[0; 4]);
-        let rec_start = self.buf.len();
-        self.buf.extend_from_slice(salt);
-        write(&mut self.buf);
+        self.buf.len()
+    }
+
+    /// Ends the record begun at `rec_start`; returns its (offset in `buf`,
+    /// length).
+    pub fn close_record(&mut self, rec_start: usize) -> (usize, u32) {
         let len = (self.buf.len() - rec_start) as u32;
-        self.buf[len_pos..len_pos + 4].copy_from_slice(&len.to_le_bytes());
+        self.buf[rec_start - 4..rec_start].copy_from_slice(&len.to_le_bytes());
         self.count += 1;
         (rec_start, len)
     }
@@ -197,7 +219,7 @@ impl FrameHeader {
             }
             let len = u32_at(body, p);
             p += 4;
-            if (len as usize) < 16 || p + len as usize > body.len() {
+            if (len as usize) < MIN_RECORD || p + len as usize > body.len() {
                 return Err("record runs past the frame");
             }
             out.push((p, len));
@@ -232,6 +254,7 @@ mod tests {
             first_index: 41,
             period_start: 1_700_000_000_000_000,
             class: "mss".into(),
+            hold: true,
         };
         let bytes = h.encode();
         assert_eq!(SegmentHeader::decode(&bytes), Ok(h));
@@ -244,8 +267,11 @@ mod tests {
     fn frame_round_trip() {
         let mut w = FrameWriter::new();
         w.begin(7, 99, 64);
-        w.record(&[1; 16], |b| b.extend_from_slice(b"{\"a\":1}"));
-        w.record(&[2; 16], |b| b.extend_from_slice(b"{}"));
+        for fill in [1u8, 2] {
+            let at = w.open_record();
+            w.buf.extend_from_slice(&[fill; MIN_RECORD + 2]);
+            w.close_record(at);
+        }
         w.finish();
         let mut hdr = [0u8; FRAME_HEADER_LEN];
         hdr.copy_from_slice(&w.buf[..FRAME_HEADER_LEN]);
@@ -254,7 +280,8 @@ mod tests {
         assert!(fh.check(&hdr, body));
         assert_eq!((fh.count, fh.first_index, fh.received_at), (2, 7, 99));
         let recs = fh.records(body).expect("records");
-        assert_eq!(&body[recs[1].0 + 16..recs[1].0 + recs[1].1 as usize], b"{}");
+        assert_eq!(recs[1].1 as usize, MIN_RECORD + 2);
+        assert_eq!(body[recs[1].0], 2);
         let mut flipped = body.to_vec();
         flipped[20] ^= 0x40;
         assert!(!fh.check(&hdr, &flipped));

@@ -1,7 +1,8 @@
 //! Per-segment secondary indexes, held in memory and rebuilt from the
 //! segment when it is opened (they are derivable state).
 //!
-//! Each index maps a 64-bit key hash to the ascending list of the segment's
+//! Each index maps a 64-bit blind value (a keyed HMAC: no actor id, mailbox
+//! or patient id is held in clear) to the ascending list of the segment's
 //! record positions with that key; a search walks a list backwards (newest
 //! first) and checks each record's actual value, so hash collisions cost a
 //! read, never a wrong answer. Reception time is indexed per frame: every
@@ -12,6 +13,8 @@ use std::collections::HashMap;
 
 use registre_model::StoredTrace;
 
+use crate::crypto::{Blind, SegmentKeys};
+
 /// Which secondary index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Key {
@@ -21,33 +24,32 @@ pub enum Key {
     Action,
 }
 
-/// FNV-1a 64 over a domain byte and the normalised value: stable across
-/// versions and platforms.
-pub fn key_hash(key: Key, value: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |b: u8| {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    };
-    eat(key as u8);
+/// The blind index value of `value` under a segment's index key:
+/// `HMAC-SHA-256(index key, domain ‖ normalised value)` truncated to 64 bits
+/// (DESIGN §6). Mailboxes are compared without ASCII case.
+pub fn key_hash(keys: &SegmentKeys, key: Key, value: &str) -> u64 {
     match key {
-        Key::Mailbox => value.bytes().for_each(|b| eat(b.to_ascii_lowercase())),
-        _ => value.bytes().for_each(eat),
+        Key::Actor => keys.blind(Blind::Actor, value.as_bytes()),
+        Key::Patient => keys.blind(Blind::Patient, value.as_bytes()),
+        Key::Action => keys.blind(Blind::Action, value.as_bytes()),
+        Key::Mailbox => {
+            let lower = value.to_ascii_lowercase();
+            keys.blind(Blind::Mailbox, lower.as_bytes())
+        }
     }
-    h
 }
 
 /// The index keys of one record.
 pub type Keys = [Option<(Key, u64)>; 4];
 
-pub fn keys_of(t: &StoredTrace) -> Keys {
+pub fn keys_of(keys: &SegmentKeys, t: &StoredTrace) -> Keys {
     [
-        Some((Key::Actor, key_hash(Key::Actor, &t.actor.id))),
-        Some((Key::Action, key_hash(Key::Action, t.action.as_str()))),
+        Some((Key::Actor, key_hash(keys, Key::Actor, &t.actor.id))),
+        Some((Key::Action, key_hash(keys, Key::Action, t.action.as_str()))),
         t.mailbox()
-            .map(|m| (Key::Mailbox, key_hash(Key::Mailbox, m))),
+            .map(|m| (Key::Mailbox, key_hash(keys, Key::Mailbox, m))),
         t.patient_id()
-            .map(|p| (Key::Patient, key_hash(Key::Patient, p))),
+            .map(|p| (Key::Patient, key_hash(keys, Key::Patient, p))),
     ]
 }
 
@@ -61,6 +63,9 @@ pub struct Loc {
 #[derive(Default)]
 pub struct SegIndex {
     pub locs: Vec<Loc>,
+    /// In a hold segment, the log index of each position (ascending); empty
+    /// in a segment of the log, where position p is index first + p.
+    pub held: Vec<u64>,
     /// (position of the frame's first record, received_at), ascending.
     pub frames: Vec<(u32, i64)>,
     actor: HashMap<u64, Vec<u32>>,
@@ -78,8 +83,21 @@ impl SegIndex {
         self.frames.push((self.len(), received_at));
     }
 
-    pub fn add(&mut self, loc: Loc, trace: &StoredTrace) {
-        self.add_keys(loc, &keys_of(trace));
+    /// The log index at position `pos`.
+    pub fn index_at(&self, first: u64, pos: u32) -> u64 {
+        self.held
+            .get(pos as usize)
+            .copied()
+            .unwrap_or(first + u64::from(pos))
+    }
+
+    /// Positions below log index `bound`.
+    pub fn positions_below(&self, first: u64, bound: u64) -> u32 {
+        if self.held.is_empty() {
+            (bound.saturating_sub(first)).min(u64::from(self.len())) as u32
+        } else {
+            self.held.partition_point(|&i| i < bound) as u32
+        }
     }
 
     pub fn add_keys(&mut self, loc: Loc, keys: &Keys) {
@@ -126,6 +144,7 @@ impl SegIndex {
         let maps = [&self.actor, &self.mailbox, &self.patient, &self.action];
         self.locs.len() * std::mem::size_of::<Loc>()
             + self.frames.len() * 16
+            + self.held.len() * 8
             + maps
                 .iter()
                 .map(|m| m.len() * 40 + m.values().map(|v| v.len() * 4).sum::<usize>())
@@ -143,11 +162,15 @@ mod tests {
 
     #[test]
     fn mailbox_keys_ignore_ascii_case() {
+        let (k, _) = SegmentKeys::generate().expect("keys");
         assert_eq!(
-            key_hash(Key::Mailbox, "Dr.Martin@Hopital.fr"),
-            key_hash(Key::Mailbox, "dr.martin@hopital.fr")
+            key_hash(&k, Key::Mailbox, "Dr.Martin@Hopital.fr"),
+            key_hash(&k, Key::Mailbox, "dr.martin@hopital.fr")
         );
-        assert_ne!(key_hash(Key::Actor, "a"), key_hash(Key::Patient, "a"));
+        assert_ne!(
+            key_hash(&k, Key::Actor, "a"),
+            key_hash(&k, Key::Patient, "a")
+        );
     }
 
     #[test]

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use registre_model::{Action, ClassName, Salt, StoredTrace, Trace, format_received_at};
 use tokio::sync::{mpsc, oneshot};
@@ -14,10 +13,14 @@ use super::format::{
     FRAME_HEADER_LEN, FrameHeader, FrameWriter, HEADER_LEN, MAX_FRAME_BODY, SegmentHeader,
 };
 use super::index::{Key, Keys, Loc, SegIndex, key_hash, keys_of};
+use super::purged;
 use super::tree::Tree;
+use crate::clock::Clock;
+use crate::crypto::{MasterKey, NONCE_LEN, SegmentKeys};
 use crate::vfs::{VFile, Vfs};
 use crate::{AppendError, LogStats, OpenError, Query, Receipt, SearchError, StoredRecord};
 use registre_log::merkle::Hash;
+use registre_log::note::Signer;
 
 pub struct LogOptions {
     /// Compute commitments and grow the Merkle tree (off only to measure
@@ -28,6 +31,11 @@ pub struct LogOptions {
     pub period_micros: i64,
     pub max_segment_bytes: u64,
     pub max_group: usize,
+    /// Wraps the data keys.
+    pub master: Arc<MasterKey>,
+    /// `<data>/keys/data/<log>`.
+    pub key_dir: PathBuf,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// A search result with its reception time (for merging logs).
@@ -43,9 +51,29 @@ struct Request {
     reply: Reply,
 }
 
+/// What the writer thread is asked to do, in order.
+enum Command {
+    Append(Request),
+    Purge(PurgeOrder, oneshot::Sender<Result<LogPurge, String>>),
+}
+
+/// Purge what this log received before `cutoff`, except what a hold keeps.
+pub struct PurgeOrder {
+    pub cutoff: i64,
+    pub holds: Vec<Query>,
+    pub dry_run: bool,
+    pub signer: Arc<Signer>,
+    /// Told the number of traces examined so far.
+    pub progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+}
+
 struct Segment {
     header: SegmentHeader,
+    path: PathBuf,
+    /// Hold generation; 0 for a segment of the log.
+    gen_: u32,
     file: Arc<dyn VFile>,
+    keys: Arc<SegmentKeys>,
     index: RwLock<SegIndex>,
     /// File offset up to which every byte is known durable.
     durable_upto: AtomicU64,
@@ -66,7 +94,7 @@ pub struct Log {
     segments: Arc<RwLock<Vec<Arc<Segment>>>>,
     size: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
-    tx: Option<mpsc::Sender<Request>>,
+    tx: Option<mpsc::Sender<Command>>,
     /// The writer, then the syncer: joined in that order on drop.
     threads: Vec<JoinHandle<()>>,
 }
@@ -93,48 +121,88 @@ impl Log {
             move |source| OpenError::Io { path, source }
         };
         vfs.create_dir_all(&dir).map_err(io(&dir))?;
-        let names: Vec<String> = vfs
-            .list(&dir)
-            .map_err(io(&dir))?
-            .into_iter()
-            .filter(|n| n.ends_with(".seg"))
-            .collect();
+        vfs.create_dir_all(&opts.key_dir)
+            .map_err(io(&opts.key_dir))?;
+        let (history_file, history) = purged::open(&*vfs, &dir).map_err(io(&dir))?;
+        let purged_upto = history.purged_upto();
+        let live_holds = history.live_holds();
+
+        // 1. Finish what a crash interrupted: purges announced in the
+        // history, hold segments no record names, keys without a segment.
+        let mut regular: Vec<(u64, String)> = Vec::new();
+        let mut holds: Vec<(u32, String)> = Vec::new();
+        for fname in vfs.list(&dir).map_err(io(&dir))? {
+            match parse_segment_name(&fname) {
+                Some(SegName::Log(first)) if first < purged_upto => {
+                    tracing::warn!(log = %name, segment = %fname, "finishing a purge a crash interrupted");
+                    shred(&*vfs, &opts.key_dir, &stem_of(&fname)).map_err(io(&opts.key_dir))?;
+                    vfs.remove(&dir.join(&fname)).map_err(io(&dir))?;
+                }
+                Some(SegName::Log(first)) => regular.push((first, fname)),
+                Some(SegName::Hold(g)) if !live_holds.contains(&g) => {
+                    tracing::warn!(log = %name, segment = %fname, "removing a hold segment a crash left behind (its source is intact)");
+                    shred(&*vfs, &opts.key_dir, &stem_of(&fname)).map_err(io(&opts.key_dir))?;
+                    vfs.remove(&dir.join(&fname)).map_err(io(&dir))?;
+                }
+                Some(SegName::Hold(g)) => holds.push((g, fname)),
+                None => {}
+            }
+        }
+        regular.sort();
+        vfs.sync_dir(&dir).map_err(io(&dir))?;
+
         let mut segments: Vec<Arc<Segment>> = Vec::new();
-        let mut next_index = 0u64;
+        // Hold segments: written whole and synced before the history named
+        // them, so any damage is corruption.
+        for (gen_, fname) in &holds {
+            let path = dir.join(fname);
+            let file = vfs.open(&path, false).map_err(io(&path))?;
+            let len = file.len().map_err(io(&path))?;
+            let header = read_header(&*file, &path, len)?;
+            let keys = load_keys(&*vfs, &opts, &name, &stem_of(fname), &path)?;
+            let (index, end, _) = scan(&path, &*file, &header, len, false, &name, &keys)?;
+            if end != len {
+                return Err(OpenError::Corrupt {
+                    path,
+                    offset: end,
+                    reason: "trailing bytes in a hold segment".into(),
+                });
+            }
+            segments.push(Arc::new(Segment {
+                header,
+                path,
+                gen_: *gen_,
+                file,
+                keys: Arc::new(keys),
+                index: RwLock::new(index),
+                durable_upto: AtomicU64::new(end),
+            }));
+        }
+        segments.sort_by_key(|s| s.header.first_index);
+
+        let mut next_index = purged_upto;
         let mut write_pos = 0u64;
         let mut last_time = i64::MIN;
-        let count = names.len();
-        for (i, fname) in names.iter().enumerate() {
+        let count = regular.len();
+        for (i, (_, fname)) in regular.iter().enumerate() {
             let path = dir.join(fname);
             let is_last = i + 1 == count;
             let file = vfs.open(&path, false).map_err(io(&path))?;
             let len = file.len().map_err(io(&path))?;
-            let mut hbuf = [0u8; HEADER_LEN];
-            let header = if len >= HEADER_LEN as u64 {
-                file.read_exact_at(&mut hbuf, 0).map_err(io(&path))?;
-                SegmentHeader::decode(&hbuf)
-            } else {
-                Err("segment header is truncated")
-            };
-            let header = match header {
+            let half_created = is_last && len <= (HEADER_LEN + FRAME_HEADER_LEN) as u64;
+            let header = match read_header(&*file, &path, len) {
                 Ok(h) => h,
-                Err(reason) => {
-                    if is_last && len <= (HEADER_LEN + FRAME_HEADER_LEN) as u64 {
-                        // Crash while creating the newest segment: it holds
-                        // no frame, so nothing acknowledged; drop it.
-                        tracing::warn!(segment = %path.display(), "removing a segment left half-created by a crash");
-                        vfs.remove(&path).map_err(io(&path))?;
-                        vfs.sync_dir(&dir).map_err(io(&dir))?;
-                        continue;
-                    }
-                    return Err(OpenError::Corrupt {
-                        path,
-                        offset: 0,
-                        reason: reason.to_owned(),
-                    });
+                Err(_) if half_created => {
+                    // Crash while creating the newest segment: it holds
+                    // no frame, so nothing acknowledged; drop it.
+                    tracing::warn!(segment = %path.display(), "removing a segment left half-created by a crash");
+                    vfs.remove(&path).map_err(io(&path))?;
+                    vfs.sync_dir(&dir).map_err(io(&dir))?;
+                    continue;
                 }
+                Err(e) => return Err(e),
             };
-            if header.class != name.as_str() || header.first_index != next_index {
+            if header.class != name.as_str() || header.first_index != next_index || header.hold {
                 return Err(OpenError::Corrupt {
                     path,
                     offset: 0,
@@ -144,7 +212,8 @@ impl Log {
                     ),
                 });
             }
-            let (index, end, next) = scan(&path, &*file, &header, len, is_last, &name)?;
+            let keys = load_keys(&*vfs, &opts, &name, &stem_of(fname), &path)?;
+            let (index, end, next) = scan(&path, &*file, &header, len, is_last, &name, &keys)?;
             // What we read may be in the page cache only (written by a process
             // that crashed before its sync): make it durable before anyone
             // can see it.
@@ -166,25 +235,55 @@ impl Log {
             write_pos = end;
             segments.push(Arc::new(Segment {
                 header,
+                path,
+                gen_: 0,
                 file,
+                keys: Arc::new(keys),
                 index: RwLock::new(index),
                 durable_upto: AtomicU64::new(end),
             }));
         }
+        // Keys whose segment is gone (a crash between creating a key and its
+        // segment, or between removing the two).
+        let stems: Vec<String> = segments
+            .iter()
+            .map(|s| {
+                stem_of(
+                    &s.path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        for kname in vfs.list(&opts.key_dir).map_err(io(&opts.key_dir))? {
+            if let Some(stem) = kname.strip_suffix(".key")
+                && !stems.iter().any(|s| s == stem)
+            {
+                shred(&*vfs, &opts.key_dir, stem).map_err(io(&opts.key_dir))?;
+            }
+        }
+        let hold_gen = history.last_hold_gen();
         let tree = {
             let segs = &segments;
             let mut buf = Vec::new();
+            let log = name.as_str();
             Tree::open(&dir, &*vfs, opts.origin.clone(), next_index, |i| {
+                let missing = || OpenError::Corrupt {
+                    path: dir.clone(),
+                    offset: 0,
+                    reason: format!("no segment holds index {i}"),
+                };
                 let seg = segs
                     .iter()
                     .rev()
-                    .find(|s| s.header.first_index <= i)
-                    .ok_or_else(|| OpenError::Corrupt {
-                        path: dir.clone(),
-                        offset: 0,
-                        reason: format!("no segment holds index {i}"),
-                    })?;
-                let loc = seg.index().locs[(i - seg.header.first_index) as usize];
+                    .find(|s| s.gen_ == 0 && s.header.first_index <= i)
+                    .ok_or_else(missing)?;
+                let loc = *seg
+                    .index()
+                    .locs
+                    .get((i - seg.header.first_index) as usize)
+                    .ok_or_else(missing)?;
                 buf.resize(loc.len as usize, 0);
                 seg.file
                     .read_exact_at(&mut buf, loc.offset)
@@ -192,7 +291,15 @@ impl Log {
                         path: dir.clone(),
                         source,
                     })?;
-                Ok(commitment(&buf))
+                let plain = seg
+                    .keys
+                    .open(log, i, &mut buf)
+                    .ok_or_else(|| OpenError::Corrupt {
+                        path: seg.path.clone(),
+                        offset: loc.offset,
+                        reason: format!("record {i} does not open with its data key"),
+                    })?;
+                Ok(commitment(plain))
             })?
         };
         let tree = Arc::new(tree);
@@ -211,10 +318,14 @@ impl Log {
             opts,
             segments: segments.clone(),
             bytes: bytes.clone(),
-            active: read(&segments).last().cloned(),
+            active: read(&segments).last().filter(|s| s.gen_ == 0).cloned(),
             write_pos,
             next_index,
             last_time,
+            tree: tree.clone(),
+            history_file,
+            history,
+            hold_gen,
             poison: poison.clone(),
             frame: FrameWriter::new(),
             synced: synced_tx,
@@ -284,7 +395,7 @@ impl Log {
     ) -> Result<oneshot::Receiver<Result<Vec<(usize, Receipt)>, AppendError>>, AppendError> {
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.as_ref().ok_or(AppendError::ShuttingDown)?;
-        tx.send(Request { traces, reply })
+        tx.send(Command::Append(Request { traces, reply }))
             .await
             .map_err(|_| AppendError::ShuttingDown)?;
         Ok(rx)
@@ -307,8 +418,10 @@ impl Log {
             if seg.header.first_index >= bound {
                 continue;
             }
-            let mut hi = (bound - seg.header.first_index).min(u64::from(u32::MAX)) as u32;
+            let first = seg.header.first_index;
+            let mut hi = seg.index().positions_below(first, bound);
             let mut lo = 0u32;
+            let keys = filter.keys_for(&seg.keys);
             let mut batch: Vec<(u32, Loc, i64)> = Vec::with_capacity(256);
             loop {
                 batch.clear();
@@ -324,7 +437,7 @@ impl Log {
                     if hi <= lo {
                         break;
                     }
-                    match filter.postings(&ix) {
+                    match postings(&keys, &ix) {
                         Some(list) => {
                             let end = list.partition_point(|&p| p < hi);
                             for &p in list[..end].iter().rev().take(256) {
@@ -346,13 +459,13 @@ impl Log {
                     break;
                 };
                 for &(p, loc, received_at) in &batch {
-                    let index = seg.header.first_index + u64::from(p);
+                    let index = seg.index().index_at(first, p);
                     if examined >= SCAN_BUDGET {
                         // Bounded work per request: the caller pages on.
                         return Ok((hits, Stop::Budget(index + 1)));
                     }
                     examined += 1;
-                    let record = read_record(&*seg.file, loc, &mut buf, &self.name, index)?;
+                    let record = read_record(&seg, loc, &mut buf, &self.name, index)?;
                     if filter.matches(&record.trace) {
                         hits.push(LogHit {
                             received_at,
@@ -389,38 +502,34 @@ pub enum Stop {
 /// The exact filters of a query, and the index that narrows it best.
 struct Filter<'q> {
     q: &'q Query,
-    keys: Vec<(Key, u64)>,
     mailbox_norm: Option<String>,
 }
 
 impl<'q> Filter<'q> {
     fn new(q: &'q Query) -> Filter<'q> {
-        let mut keys = Vec::new();
-        if let Some(a) = &q.actor {
-            keys.push((Key::Actor, key_hash(Key::Actor, a)));
-        }
-        if let Some(p) = &q.patient {
-            keys.push((Key::Patient, key_hash(Key::Patient, p)));
-        }
-        if let Some(m) = &q.mailbox {
-            keys.push((Key::Mailbox, key_hash(Key::Mailbox, m)));
-        }
-        if let Some(a) = &q.action {
-            keys.push((Key::Action, key_hash(Key::Action, a.as_str())));
-        }
         Filter {
             q,
-            keys,
             mailbox_norm: q.mailbox.as_deref().map(Query::normalise_mailbox),
         }
     }
 
-    /// The shortest posting list among the filtered keys, if any.
-    fn postings<'i>(&self, ix: &'i SegIndex) -> Option<&'i [u32]> {
-        self.keys
-            .iter()
-            .map(|&(k, h)| ix.postings(k, h))
-            .min_by_key(|l| l.len())
+    /// The filtered keys as blind values under one segment's index key.
+    fn keys_for(&self, keys: &SegmentKeys) -> Vec<(Key, u64)> {
+        let q = self.q;
+        let mut out = Vec::new();
+        if let Some(a) = &q.actor {
+            out.push((Key::Actor, key_hash(keys, Key::Actor, a)));
+        }
+        if let Some(p) = &q.patient {
+            out.push((Key::Patient, key_hash(keys, Key::Patient, p)));
+        }
+        if let Some(m) = &q.mailbox {
+            out.push((Key::Mailbox, key_hash(keys, Key::Mailbox, m)));
+        }
+        if let Some(a) = &q.action {
+            out.push((Key::Action, key_hash(keys, Key::Action, a.as_str())));
+        }
+        out
     }
 
     fn matches(&self, t: &StoredTrace) -> bool {
@@ -446,20 +555,32 @@ impl<'q> Filter<'q> {
     }
 }
 
+/// The shortest posting list among the filtered keys, if any.
+fn postings<'i>(keys: &[(Key, u64)], ix: &'i SegIndex) -> Option<&'i [u32]> {
+    keys.iter()
+        .map(|&(k, h)| ix.postings(k, h))
+        .min_by_key(|l| l.len())
+}
+
 fn read_record(
-    file: &dyn VFile,
+    seg: &Segment,
     loc: Loc,
     buf: &mut Vec<u8>,
     log: &ClassName,
     index: u64,
 ) -> Result<StoredRecord, SearchError> {
     buf.resize(loc.len as usize, 0);
-    file.read_exact_at(buf, loc.offset)?;
-    decode_record(buf).map_err(|reason| SearchError::Corrupt {
+    seg.file.read_exact_at(buf, loc.offset)?;
+    let corrupt = |reason: String| SearchError::Corrupt {
         log: log.as_str().to_owned(),
         index,
         reason,
-    })
+    };
+    let plain = seg
+        .keys
+        .open(log.as_str(), index, buf)
+        .ok_or_else(|| corrupt("the record does not open with its data key".into()))?;
+    decode_record(plain).map_err(corrupt)
 }
 
 fn decode_record(rec: &[u8]) -> Result<StoredRecord, String> {
@@ -499,6 +620,7 @@ fn scan(
     len: u64,
     is_last: bool,
     name: &ClassName,
+    keys: &SegmentKeys,
 ) -> Result<(SegIndex, u64, u64), OpenError> {
     let mut ix = SegIndex::default();
     let mut pos = HEADER_LEN as u64;
@@ -554,7 +676,19 @@ fn scan(
             bad("frame checksum mismatch")?;
             break;
         }
-        if fh.first_index != next {
+        if header.hold {
+            if fh.count != 1 || (fh.first_index < next && !ix.held.is_empty()) {
+                return Err(corrupt(
+                    frame_start,
+                    format!(
+                        "hold segment frame of {} records at index {}, after index {}",
+                        fh.count,
+                        fh.first_index,
+                        next.saturating_sub(1)
+                    ),
+                ));
+            }
+        } else if fh.first_index != next {
             // A checksummed frame out of sequence is never a torn write.
             return Err(corrupt(
                 frame_start,
@@ -566,9 +700,15 @@ fn scan(
             .map_err(|r| corrupt(frame_start, r.to_owned()))?;
         ix.begin_frame(fh.received_at);
         for (i, (off, rlen)) in recs.into_iter().enumerate() {
-            let rec = &body[off..off + rlen as usize];
-            let r = decode_record(rec).map_err(|r| corrupt(frame_start, r))?;
             let expect = fh.first_index + i as u64;
+            let rec = &mut body[off..off + rlen as usize];
+            let plain = keys.open(name.as_str(), expect, rec).ok_or_else(|| {
+                corrupt(
+                    frame_start,
+                    format!("record {expect} does not open with its data key (altered, or moved)"),
+                )
+            })?;
+            let r = decode_record(plain).map_err(|r| corrupt(frame_start, r))?;
             if r.trace.index != expect || r.trace.log != *name {
                 return Err(corrupt(
                     frame_start,
@@ -578,15 +718,18 @@ fn scan(
                     ),
                 ));
             }
-            ix.add(
+            if header.hold {
+                ix.held.push(expect);
+            }
+            ix.add_keys(
                 Loc {
                     offset: body_start + off as u64,
                     len: rlen,
                 },
-                &r.trace,
+                &keys_of(keys, &r.trace),
             );
         }
-        next += u64::from(fh.count);
+        next = fh.first_index + u64::from(fh.count);
         pos = body_start + u64::from(fh.body_len);
     }
     Ok((ix, pos, next))
@@ -618,7 +761,10 @@ fn later_proof(file: &dyn VFile, from: u64, len: u64) -> Option<(u64, u64)> {
     None
 }
 
-/// A trace's commitment: SHA-256 of its record bytes, which are exactly
+/// Random bytes drawn per trace: salt (16), UUIDv7 random part (10), nonce.
+const RANDOM_PER_TRACE: usize = 26 + NONCE_LEN;
+
+/// A trace's commitment: SHA-256 of its record's plaintext, which is exactly
 /// `salt ‖ JCS(trace without salt)` (DESIGN §4).
 pub fn commitment(record: &[u8]) -> Hash {
     use sha2::Digest;
@@ -658,6 +804,11 @@ struct Writer {
     write_pos: u64,
     next_index: u64,
     last_time: i64,
+    tree: Arc<Tree>,
+    history_file: Arc<dyn VFile>,
+    history: purged::History,
+    /// Generation of the newest hold segment.
+    hold_gen: u32,
     poison: Poison,
     frame: FrameWriter,
     synced: std::sync::mpsc::SyncSender<ToSync>,
@@ -697,15 +848,36 @@ struct Pending {
 }
 
 impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
-        while let Some(first) = rx.blocking_recv() {
+    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut deferred: Option<Command> = None;
+        loop {
+            let first = match deferred.take() {
+                Some(c) => c,
+                None => match rx.blocking_recv() {
+                    Some(c) => c,
+                    None => break,
+                },
+            };
+            let first = match first {
+                Command::Append(r) => r,
+                Command::Purge(order, reply) => {
+                    let r = self.purge(order);
+                    let _ = reply.send(r);
+                    continue;
+                }
+            };
             let mut n = first.traces.len();
             let mut group = vec![first];
             while n < self.opts.max_group {
                 match rx.try_recv() {
-                    Ok(r) => {
+                    Ok(Command::Append(r)) => {
                         n += r.traces.len();
                         group.push(r);
+                    }
+                    Ok(purge) => {
+                        // After this group: commands run in order.
+                        deferred = Some(purge);
+                        break;
                     }
                     Err(_) => break,
                 }
@@ -740,10 +912,7 @@ impl Writer {
     }
 
     fn now(&mut self) -> i64 {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_micros() as i64)
-            .unwrap_or(0);
+        let now = self.opts.clock.now_micros();
         // Reception times never go backwards along a log, even if the
         // clock does: the time index relies on it.
         self.last_time = self.last_time.max(now);
@@ -775,7 +944,7 @@ impl Writer {
         };
 
         let total: usize = group.iter().map(|r| r.traces.len()).sum();
-        let mut random = vec![0u8; total * 26];
+        let mut random = vec![0u8; total * RANDOM_PER_TRACE];
         if let Err(e) = getrandom::fill(&mut random) {
             return Err(fail(std::io::Error::other(e.to_string()), group));
         }
@@ -798,25 +967,39 @@ impl Writer {
                     self.frame.finish();
                     self.frame.begin(index, now, synced_upto);
                 }
-                let mut salt: Salt = [0; 16];
-                salt.copy_from_slice(&random[r..r + 16]);
+                let rnd = &random[r..r + RANDOM_PER_TRACE];
+                r += RANDOM_PER_TRACE;
                 let mut rb = [0u8; 10];
-                rb.copy_from_slice(&random[r + 16..r + 26]);
-                r += 26;
+                rb.copy_from_slice(&rnd[16..26]);
+                let mut nonce = [0u8; NONCE_LEN];
+                nonce.copy_from_slice(&rnd[26..26 + NONCE_LEN]);
                 let id = uuid::Builder::from_unix_timestamp_millis(millis, &rb).into_uuid();
                 let stored = StoredTrace::new(trace, index, id, received_at.clone());
-                let (off, len) = self.frame.record(&salt, |b| stored.write_canonical(b));
-                // Hashed here, while the syncer waits on the previous
-                // group's fsync: the two overlap on two cores.
+                // record = nonce ‖ seal(salt ‖ JCS) ‖ tag
+                let rec_start = self.frame.open_record();
+                self.frame.buf.extend_from_slice(&nonce);
+                let plain_start = self.frame.buf.len();
+                self.frame.buf.extend_from_slice(&rnd[..16]);
+                stored.write_canonical(&mut self.frame.buf);
+                // Hashed and sealed here, while the syncer waits on the
+                // previous group's fsync: the two overlap on two cores.
                 if self.opts.merkle {
-                    commitments.push(commitment(&self.frame.buf[off..off + len as usize]));
+                    commitments.push(commitment(&self.frame.buf[plain_start..]));
                 }
+                let tag = seg.keys.seal(
+                    self.name.as_str(),
+                    index,
+                    nonce,
+                    &mut self.frame.buf[plain_start..],
+                );
+                self.frame.buf.extend_from_slice(&tag);
+                let (off, len) = self.frame.close_record(rec_start);
                 pending.push(Pending {
                     loc: Loc {
                         offset: self.write_pos + off as u64,
                         len,
                     },
-                    trace_keys: keys_of(&stored),
+                    trace_keys: keys_of(&seg.keys, &stored),
                 });
                 rec.push((
                     pos,
@@ -853,6 +1036,19 @@ impl Writer {
         })
     }
 
+    /// Waits until every group handed to the syncer is durable (or failed).
+    fn barrier(&mut self) -> std::io::Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.synced
+            .send(ToSync::Barrier(tx))
+            .map_err(|_| std::io::Error::other("the syncer stopped"))?;
+        match rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(std::io::Error::other(why)),
+            Err(_) => Err(std::io::Error::other("the syncer stopped")),
+        }
+    }
+
     /// Starts a new segment at the next index (or rewrites the header of an
     /// empty active segment).
     fn roll(&mut self, period_start: i64) -> std::io::Result<()> {
@@ -863,26 +1059,25 @@ impl Writer {
             .as_ref()
             .is_some_and(|s| s.header.first_index < self.next_index)
         {
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            self.synced
-                .send(ToSync::Barrier(tx))
-                .map_err(|_| std::io::Error::other("the syncer stopped"))?;
-            match rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(why)) => return Err(std::io::Error::other(why)),
-                Err(_) => return Err(std::io::Error::other("the syncer stopped")),
-            }
+            self.barrier()?;
         }
         let header = SegmentHeader {
             first_index: self.next_index,
             period_start,
             class: self.name.as_str().to_owned(),
+            hold: false,
         };
-        let path = self.dir.join(format!("{:020}.seg", self.next_index));
+        let stem = format!("{:020}", self.next_index);
+        let path = self.dir.join(format!("{stem}.seg"));
         let reuse = self
             .active
             .as_ref()
             .is_some_and(|s| s.header.first_index == self.next_index);
+        // The data key is durable before the segment it opens exists.
+        let keys = match (&self.active, reuse) {
+            (Some(a), true) => a.keys.clone(),
+            _ => Arc::new(create_keys(&*self.vfs, &self.opts, &self.name, &stem)?),
+        };
         let file = self.vfs.open(&path, true)?;
         file.set_len(0)?;
         file.write_all_at(&header.encode(), 0)?;
@@ -890,7 +1085,10 @@ impl Writer {
         self.vfs.sync_dir(&self.dir)?;
         let seg = Arc::new(Segment {
             header,
+            path,
+            gen_: 0,
             file,
+            keys,
             index: RwLock::new(SegIndex::default()),
             durable_upto: AtomicU64::new(HEADER_LEN as u64),
         });
@@ -1029,5 +1227,415 @@ fn fail_all(batch: Vec<Written>, why: &str) {
         for (reply, _) in w.replies {
             let _ = reply.send(Err(AppendError::Unavailable(why.to_owned())));
         }
+    }
+}
+
+/// A file name in a log directory.
+enum SegName {
+    /// `<first:020>.seg`
+    Log(u64),
+    /// `hold-<gen:06>.seg`
+    Hold(u32),
+}
+
+fn parse_segment_name(name: &str) -> Option<SegName> {
+    let stem = name.strip_suffix(".seg")?;
+    if let Some(g) = stem.strip_prefix("hold-") {
+        return g.parse().ok().filter(|&g| g > 0).map(SegName::Hold);
+    }
+    if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
+        return stem.parse().ok().map(SegName::Log);
+    }
+    None
+}
+
+fn stem_of(file_name: &str) -> String {
+    file_name
+        .strip_suffix(".seg")
+        .unwrap_or(file_name)
+        .to_owned()
+}
+
+fn hold_stem(gen_: u32) -> String {
+    format!("hold-{gen_:06}")
+}
+
+fn read_header(
+    file: &dyn VFile,
+    path: &std::path::Path,
+    len: u64,
+) -> Result<SegmentHeader, OpenError> {
+    let mut hbuf = [0u8; HEADER_LEN];
+    let decoded = if len >= HEADER_LEN as u64 {
+        file.read_exact_at(&mut hbuf, 0)
+            .map_err(|source| OpenError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        SegmentHeader::decode(&hbuf)
+    } else {
+        Err("segment header is truncated")
+    };
+    decoded.map_err(|reason| OpenError::Corrupt {
+        path: path.to_owned(),
+        offset: 0,
+        reason: reason.to_owned(),
+    })
+}
+
+/// Opens the data key file of segment `stem`.
+fn load_keys(
+    vfs: &dyn Vfs,
+    opts: &LogOptions,
+    log: &ClassName,
+    stem: &str,
+    segment: &std::path::Path,
+) -> Result<SegmentKeys, OpenError> {
+    let path = opts.key_dir.join(format!("{stem}.key"));
+    let raw = vfs
+        .open(&path, false)
+        .and_then(|f| {
+            let len = f.len()?;
+            let mut raw = vec![0u8; len.min(4096) as usize];
+            f.read_exact_at(&mut raw, 0)?;
+            Ok(raw)
+        })
+        .map_err(|e| OpenError::Corrupt {
+            path: segment.to_owned(),
+            offset: 0,
+            reason: format!(
+                "its data key {} cannot be read ({e}): without it the segment is unreadable",
+                path.display()
+            ),
+        })?;
+    let label = format!("{}/{stem}", log.as_str());
+    let bytes = opts
+        .master
+        .unwrap(&path, &label, &raw)
+        .map_err(|e| OpenError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    Ok(SegmentKeys::from_bytes(&bytes))
+}
+
+/// Creates, wraps and durably writes the keys of segment `stem`.
+fn create_keys(
+    vfs: &dyn Vfs,
+    opts: &LogOptions,
+    log: &ClassName,
+    stem: &str,
+) -> std::io::Result<SegmentKeys> {
+    let (keys, bytes) = SegmentKeys::generate().map_err(std::io::Error::other)?;
+    let label = format!("{}/{stem}", log.as_str());
+    let wrapped = opts
+        .master
+        .wrap(&label, &bytes)
+        .map_err(std::io::Error::other)?;
+    let path = opts.key_dir.join(format!("{stem}.key"));
+    let f = vfs.open(&path, true)?;
+    f.set_len(0)?;
+    f.write_all_at(&wrapped, 0)?;
+    f.sync_data()?;
+    vfs.sync_dir(&opts.key_dir)?;
+    Ok(keys)
+}
+
+/// Destroys the key file of segment `stem` (overwritten, synced, removed):
+/// crypto-shredding. Absent is fine.
+fn shred(vfs: &dyn Vfs, key_dir: &std::path::Path, stem: &str) -> std::io::Result<()> {
+    let path = key_dir.join(format!("{stem}.key"));
+    match vfs.open(&path, false) {
+        Ok(f) => {
+            let len = f.len()?;
+            f.write_all_at(&vec![0u8; len as usize], 0)?;
+            f.sync_data()?;
+            vfs.remove(&path)?;
+            vfs.sync_dir(key_dir)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// What a purge did (or, dry, would do) to one log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LogPurge {
+    pub log: String,
+    /// The log's retention.
+    pub retention: String,
+    /// Traces received before this instant (RFC 3339 UTC) were past retention.
+    pub cutoff: String,
+    /// Segments destroyed (data key shredded, file deleted).
+    pub segments: u64,
+    /// The range of log indexes purged, `[first, end)`.
+    pub first: Option<u64>,
+    pub end: Option<u64>,
+    /// Traces destroyed.
+    pub purged: u64,
+    /// Traces past retention kept by a legal hold.
+    pub held: u64,
+    /// Bytes of segment files deleted.
+    pub bytes: u64,
+}
+
+impl Log {
+    /// Runs a purge in this log's writer (appends to this log wait for it).
+    pub async fn purge(&self, order: PurgeOrder) -> Result<LogPurge, String> {
+        let (reply, rx) = oneshot::channel();
+        let tx = self.tx.as_ref().ok_or("the store is shutting down")?;
+        tx.send(Command::Purge(order, reply))
+            .await
+            .map_err(|_| "the store is shutting down".to_owned())?;
+        rx.await
+            .map_err(|_| "the store is shutting down".to_owned())?
+    }
+}
+
+/// A trace a purge keeps, decrypted.
+struct Kept {
+    index: u64,
+    received_at: i64,
+    plain: Vec<u8>,
+    trace: StoredTrace,
+}
+
+impl Writer {
+    fn purge(&mut self, order: PurgeOrder) -> Result<LogPurge, String> {
+        if let Some(why) = poisoned(&self.poison) {
+            return Err(why);
+        }
+        let log_name = self.name.clone();
+        let fail = &move |e: std::io::Error| format!("purge of log {log_name}: {e}");
+        let mut out = LogPurge {
+            log: self.name.as_str().to_owned(),
+            cutoff: format_received_at(order.cutoff),
+            ..LogPurge::default()
+        };
+        // Everything written is durable and in the tree, and a checkpoint
+        // covers it: the commitments of what goes stay provable.
+        self.barrier().map_err(fail)?;
+        if !order.dry_run && self.tree.latest().is_none_or(|c| c.size < self.tree.size()) {
+            self.tree.checkpoint(&order.signer).map_err(fail)?;
+        }
+        let segs: Vec<Arc<Segment>> = read(&self.segments).clone();
+        let mut examined = 0u64;
+        for seg in segs {
+            let (len, last) = {
+                let ix = seg.index();
+                (ix.len(), ix.last_received_at())
+            };
+            if seg.gen_ == 0 {
+                // Segments of the log go in order, each entirely past.
+                if len == 0 || last.is_none_or(|t| t >= order.cutoff) {
+                    break;
+                }
+            }
+            let kept = if order.holds.is_empty() && seg.gen_ == 0 {
+                Vec::new()
+            } else {
+                self.kept(&seg, &order)
+                    .map_err(|e| format!("purge of log {}: {e}", self.name))?
+            };
+            examined += u64::from(len);
+            if let Some(p) = &order.progress {
+                p(examined);
+            }
+            if seg.gen_ != 0 && kept.len() == len as usize {
+                continue;
+            }
+            let first = seg.header.first_index;
+            let end = if seg.gen_ == 0 {
+                first + u64::from(len)
+            } else {
+                seg.index().held.last().map_or(first, |l| l + 1)
+            };
+            let dropped = u64::from(len) - kept.len() as u64;
+            out.segments += 1;
+            out.purged += dropped;
+            out.held += kept.len() as u64;
+            out.first = Some(out.first.map_or(first, |f| f.min(first)));
+            out.end = Some(out.end.map_or(end, |e| e.max(end)));
+            out.bytes += seg.file.len().unwrap_or(0);
+            if order.dry_run {
+                continue;
+            }
+            let now = self.opts.clock.now_micros();
+            self.replace(
+                &seg,
+                kept,
+                purged::Purged {
+                    first,
+                    end,
+                    at: now,
+                    dropped,
+                    new_hold: 0,
+                    old_hold: seg.gen_,
+                },
+            )
+            .map_err(fail)?;
+        }
+        Ok(out)
+    }
+
+    /// The traces of `seg` a purge must keep: those a hold matches, and in
+    /// a hold segment those no longer past retention.
+    fn kept(&self, seg: &Segment, order: &PurgeOrder) -> Result<Vec<Kept>, String> {
+        let filters: Vec<Filter<'_>> = order
+            .holds
+            .iter()
+            .filter(|q| q.class.as_ref().is_none_or(|c| c == &self.name))
+            .map(Filter::new)
+            .collect();
+        let ix = seg.index();
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        for p in 0..ix.len() {
+            let index = ix.index_at(seg.header.first_index, p);
+            let received_at = ix.received_at(p);
+            let loc = ix.locs[p as usize];
+            let in_time = |q: &Query| {
+                q.since.is_none_or(|s| received_at >= s) && q.until.is_none_or(|u| received_at < u)
+            };
+            buf.resize(loc.len as usize, 0);
+            seg.file
+                .read_exact_at(&mut buf, loc.offset)
+                .map_err(|e| e.to_string())?;
+            let plain = seg
+                .keys
+                .open(self.name.as_str(), index, &mut buf)
+                .ok_or_else(|| format!("record {index} does not open with its data key"))?;
+            let rec = decode_record(plain)?;
+            let keep = (seg.gen_ != 0 && received_at >= order.cutoff)
+                || filters
+                    .iter()
+                    .any(|f| in_time(f.q) && f.matches(&rec.trace));
+            if keep {
+                out.push(Kept {
+                    index,
+                    received_at,
+                    plain: plain.to_vec(),
+                    trace: rec.trace,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces `seg` by a hold segment of `kept` (or by nothing), in the
+    /// crash-safe order: hold segment durable, history record durable, key
+    /// shredded, file deleted.
+    fn replace(
+        &mut self,
+        seg: &Arc<Segment>,
+        kept: Vec<Kept>,
+        mut record: purged::Purged,
+    ) -> std::io::Result<()> {
+        let new = if kept.is_empty() {
+            None
+        } else {
+            self.hold_gen += 1;
+            record.new_hold = self.hold_gen;
+            Some(self.write_hold(self.hold_gen, seg.header.period_start, kept)?)
+        };
+        purged::append(&*self.history_file, &mut self.history, record)?;
+        {
+            let mut segs = self.segments.write().unwrap_or_else(|p| p.into_inner());
+            segs.retain(|s| !Arc::ptr_eq(s, seg));
+            if let Some(n) = &new {
+                segs.push(n.clone());
+                segs.sort_by_key(|s| (s.gen_ == 0, s.header.first_index));
+            }
+        }
+        if self.active.as_ref().is_some_and(|a| Arc::ptr_eq(a, seg)) {
+            // The next append starts a new segment at the next index.
+            self.active = None;
+        }
+        let gone = seg.file.len().unwrap_or(0);
+        let stem = stem_of(
+            &seg.path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+        shred(&*self.vfs, &self.opts.key_dir, &stem)?;
+        self.vfs.remove(&seg.path)?;
+        self.vfs.sync_dir(&self.dir)?;
+        let added = new.as_ref().map_or(0, |n| n.file.len().unwrap_or(0));
+        self.bytes.fetch_add(added, Ordering::Relaxed);
+        self.bytes.fetch_sub(
+            gone.min(self.bytes.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        Ok(())
+    }
+
+    /// Writes hold segment `gen_`: the kept traces re-sealed under a new
+    /// data key, one frame each, synced.
+    fn write_hold(
+        &mut self,
+        gen_: u32,
+        period_start: i64,
+        kept: Vec<Kept>,
+    ) -> std::io::Result<Arc<Segment>> {
+        let stem = hold_stem(gen_);
+        let keys = create_keys(&*self.vfs, &self.opts, &self.name, &stem)?;
+        let header = SegmentHeader {
+            first_index: kept.first().map_or(0, |k| k.index),
+            period_start,
+            class: self.name.as_str().to_owned(),
+            hold: true,
+        };
+        let mut w = FrameWriter::new();
+        let mut ix = SegIndex::default();
+        let mut nonces = vec![0u8; kept.len() * NONCE_LEN];
+        crate::crypto::random(&mut nonces).map_err(std::io::Error::other)?;
+        let mut pos = HEADER_LEN as u64;
+        let mut bytes = header.encode().to_vec();
+        for (i, k) in kept.into_iter().enumerate() {
+            w.clear();
+            w.begin(k.index, k.received_at, 0);
+            let rec_start = w.open_record();
+            let mut nonce = [0u8; NONCE_LEN];
+            nonce.copy_from_slice(&nonces[i * NONCE_LEN..(i + 1) * NONCE_LEN]);
+            w.buf.extend_from_slice(&nonce);
+            let plain_start = w.buf.len();
+            w.buf.extend_from_slice(&k.plain);
+            let tag = keys.seal(
+                self.name.as_str(),
+                k.index,
+                nonce,
+                &mut w.buf[plain_start..],
+            );
+            w.buf.extend_from_slice(&tag);
+            let (off, len) = w.close_record(rec_start);
+            w.finish();
+            ix.begin_frame(k.received_at);
+            ix.held.push(k.index);
+            ix.add_keys(
+                Loc {
+                    offset: pos + off as u64,
+                    len,
+                },
+                &keys_of(&keys, &k.trace),
+            );
+            bytes.extend_from_slice(&w.buf);
+            pos += w.buf.len() as u64;
+        }
+        let path = self.dir.join(format!("{stem}.seg"));
+        let file = self.vfs.open(&path, true)?;
+        file.set_len(0)?;
+        file.write_all_at(&bytes, 0)?;
+        file.sync_data()?;
+        self.vfs.sync_dir(&self.dir)?;
+        Ok(Arc::new(Segment {
+            header,
+            path,
+            gen_,
+            file,
+            keys: Arc::new(keys),
+            index: RwLock::new(ix),
+            durable_upto: AtomicU64::new(pos),
+        }))
     }
 }

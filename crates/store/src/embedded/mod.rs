@@ -4,6 +4,10 @@
 //! ```text
 //! <data>/LOCK                          exclusive lock (flock) while open
 //! <data>/logs/<class>/<first:020>.seg   segment files (see format.rs)
+//! <data>/logs/<class>/hold-<gen:06>.seg  hold segments (traces kept by a legal hold)
+//! <data>/logs/<class>/purged            purge history (see purged.rs)
+//! <data>/keys/master.key, master.id      the master key (or an operator's file) and its id
+//! <data>/keys/data/<class>/<stem>.key    each segment's wrapped data and index keys
 //! ```
 //!
 //! Invariants:
@@ -19,6 +23,7 @@
 mod format;
 mod index;
 mod log;
+mod purged;
 mod tree;
 pub mod verify;
 
@@ -29,10 +34,12 @@ use std::sync::Arc;
 
 use registre_model::{ClassName, Trace};
 
-use self::log::{Log, LogOptions, Stop};
-pub use self::log::{LogHit, commitment};
+use self::log::{Log, LogOptions, PurgeOrder, Stop};
+pub use self::log::{LogHit, LogPurge, commitment};
 pub use self::tree::SignedCheckpoint;
 pub use self::verify::{Failure, Report, data_dir_bytes, verify_data_dir};
+use crate::clock::{Clock, SystemClock};
+use crate::crypto::MasterKey;
 use crate::vfs::{OsVfs, Vfs};
 use registre_log::merkle::{self, Hash};
 use registre_log::note::Signer;
@@ -52,6 +59,8 @@ pub struct EmbeddedOptions {
     /// this many seconds (UTC-aligned; default one day), so a whole segment
     /// expires at once.
     pub segment_period_secs: u64,
+    /// Per-class segment periods in seconds, overriding `segment_period_secs`.
+    pub segment_periods: BTreeMap<String, u64>,
     /// Segments are also rolled past this size.
     pub max_segment_bytes: u64,
     /// Most traces one group commit takes.
@@ -68,6 +77,13 @@ pub struct EmbeddedOptions {
     /// their cost in `registre-bench`: traces appended without them get their
     /// commitments recomputed from the records at the next open.
     pub merkle: bool,
+    /// The master key; by default read from `master_key_file`, or from
+    /// `<data>/keys/master.key` (created with a new data directory).
+    pub master_key: Option<Arc<MasterKey>>,
+    /// An operator-provided master key file.
+    pub master_key_file: Option<PathBuf>,
+    /// Where reception times and retention read the time.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl EmbeddedOptions {
@@ -81,6 +97,10 @@ impl EmbeddedOptions {
             checkpoint_interval: std::time::Duration::from_secs(10),
             signer: None,
             merkle: true,
+            segment_periods: BTreeMap::new(),
+            master_key: None,
+            master_key_file: None,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -88,6 +108,7 @@ impl EmbeddedOptions {
 pub struct EmbeddedStore {
     dir: PathBuf,
     logs: BTreeMap<String, Arc<Log>>,
+    clock: Arc<dyn Clock>,
     signer: Arc<Signer>,
     checkpointer: Option<Checkpointer>,
     _lock: Option<File>,
@@ -156,6 +177,12 @@ impl EmbeddedStore {
             })?;
             opts.signer = Some(Arc::new(signer));
         }
+        if opts.master_key.is_none() {
+            // Checked before anything in the directory is touched.
+            let master = crate::crypto::load_master(dir, opts.master_key_file.as_deref())
+                .map_err(|e| OpenError::Key(e.to_string()))?;
+            opts.master_key = Some(Arc::new(master));
+        }
         let mut store = Self::open_with_vfs(dir, opts, Arc::new(OsVfs))?;
         store._lock = Some(lock);
         Ok(store)
@@ -178,15 +205,27 @@ impl EmbeddedStore {
                 })?,
             ),
         };
+        let master = opts.master_key.clone().ok_or_else(|| OpenError::Io {
+            path: dir.join("keys"),
+            source: std::io::Error::other("open_with_vfs needs EmbeddedOptions::master_key"),
+        })?;
         let mut logs = BTreeMap::new();
         for class in &opts.classes {
             let log_dir = dir.join("logs").join(class.as_str());
+            let period = opts
+                .segment_periods
+                .get(class.as_str())
+                .copied()
+                .unwrap_or(opts.segment_period_secs);
             let lopts = LogOptions {
                 merkle: opts.merkle,
                 origin: format!("{}/registre/{}", opts.instance, class.as_str()),
-                period_micros: (opts.segment_period_secs.max(1) as i64).saturating_mul(1_000_000),
+                period_micros: (period.max(1) as i64).saturating_mul(1_000_000),
                 max_segment_bytes: opts.max_segment_bytes,
                 max_group: opts.max_group.max(1),
+                master: master.clone(),
+                key_dir: crate::crypto::data_key_dir(dir, class.as_str()),
+                clock: opts.clock.clone(),
             };
             let log = Log::open(class.clone(), log_dir, vfs.clone(), lopts)?;
             logs.insert(class.as_str().to_owned(), Arc::new(log));
@@ -199,6 +238,7 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             dir: dir.to_owned(),
             logs,
+            clock: opts.clock.clone(),
             signer,
             checkpointer,
             _lock: None,
@@ -223,6 +263,44 @@ impl EmbeddedStore {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The store's clock (reception times, retention).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Purges, in each log named in `req.retention`, every segment entirely
+    /// past its retention, keeping what a hold matches. Logs are purged one
+    /// after the other; appends to a log wait while it is purged.
+    pub async fn purge(&self, req: PurgeRequest) -> Result<PurgeReport, String> {
+        let now = self.clock.now_micros();
+        let mut report = PurgeReport {
+            dry_run: req.dry_run,
+            at: registre_model::format_received_at(now),
+            logs: Vec::new(),
+        };
+        for (class, retention) in &req.retention {
+            let Some(log) = self.logs.get(class.as_str()) else {
+                continue;
+            };
+            let order = PurgeOrder {
+                cutoff: retention.cutoff(now),
+                holds: req.holds.clone(),
+                dry_run: req.dry_run,
+                signer: self.signer.clone(),
+                progress: req.progress.clone(),
+            };
+            let mut r = log.purge(order).await?;
+            r.retention = retention.to_string();
+            report.logs.push(r);
+        }
+        Ok(report)
+    }
+
+    /// Traces of each log past retention now (for a progress bar's length).
+    pub fn purge_candidates(&self) -> u64 {
+        self.logs.values().map(|l| l.size()).sum()
     }
 
     /// Approximate bytes of index held in memory, all logs.
@@ -455,6 +533,37 @@ impl Store for EmbeddedStore {
         }
         merkle::consistency_proof(&*mem, from, to)
             .map_err(|e| IntegrityError::OutOfRange(e.to_string()))
+    }
+}
+
+/// What to purge.
+#[derive(Clone, Default)]
+pub struct PurgeRequest {
+    /// The retention of each log to purge.
+    pub retention: Vec<(ClassName, registre_model::Retention)>,
+    /// Legal holds: a trace any of them matches is kept.
+    pub holds: Vec<Query>,
+    /// Report what would go, change nothing.
+    pub dry_run: bool,
+    /// Told how many traces each log's purge examined so far.
+    pub progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+}
+
+/// What a purge did, per log.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PurgeReport {
+    pub dry_run: bool,
+    /// When it ran (RFC 3339 UTC, the store's clock).
+    pub at: String,
+    pub logs: Vec<LogPurge>,
+}
+
+impl PurgeReport {
+    pub fn purged(&self) -> u64 {
+        self.logs.iter().map(|l| l.purged).sum()
+    }
+    pub fn held(&self) -> u64 {
+        self.logs.iter().map(|l| l.held).sum()
     }
 }
 

@@ -18,6 +18,7 @@ use registre_model::StoredTrace;
 
 use super::format::{FRAME_HEADER_LEN, FrameHeader, HEADER_LEN, SegmentHeader};
 use super::log::commitment;
+use crate::crypto::{MasterKey, SegmentKeys, data_key_dir};
 use crate::vfs::{OsVfs, Vfs};
 
 /// One thing found wrong.
@@ -87,9 +88,13 @@ pub fn data_dir_bytes(data: &Path) -> u64 {
 pub fn verify_data_dir(
     data: &Path,
     verifiers: &[Verifier],
+    master: Option<&MasterKey>,
     progress: &mut dyn FnMut(u64),
 ) -> std::io::Result<Report> {
     let mut report = Report::default();
+    if master.is_none() {
+        report_no_master(&mut report.notes);
+    }
     let vfs = OsVfs;
     let logs_dir = data.join("logs");
     let mut logs = vfs.list(&logs_dir)?;
@@ -103,6 +108,8 @@ pub fn verify_data_dir(
         verify_log(
             &vfs,
             &dir,
+            &data_key_dir(data, &log),
+            master,
             &log,
             verifiers,
             &mut lr,
@@ -119,6 +126,8 @@ pub fn verify_data_dir(
 fn verify_log(
     vfs: &OsVfs,
     dir: &Path,
+    key_dir: &Path,
+    master: Option<&MasterKey>,
     log: &str,
     verifiers: &[Verifier],
     lr: &mut LogReport,
@@ -145,17 +154,62 @@ fn verify_log(
         .max()
         .unwrap_or(0);
 
+    // 0b. The purge history: indexes below `purged_upto` may be absent.
+    let history =
+        super::purged::History::parse(&std::fs::read(dir.join("purged")).unwrap_or_default());
+    let purged_upto = history.purged_upto();
+    let live_holds = history.live_holds();
+    if purged_upto > 0 {
+        let dropped: u64 = history.records.iter().map(|r| r.dropped).sum();
+        notes.push(format!(
+            "log {log}: indexes 0..{purged_upto} were purged past retention ({} purges, {dropped} \
+             traces destroyed, {} hold segments keep the held ones); their commitments remain \
+             and are verified",
+            history.records.len(),
+            live_holds.len()
+        ));
+    }
+
     // 1. Segments → commitments recomputed from the records.
-    let mut from_records: Vec<Option<Hash>> = Vec::new();
+    let mut from_records: Vec<Slot> = Vec::new();
     // Index ranges whose bytes are damaged (reported already).
     let mut damaged: Vec<(u64, u64)> = Vec::new();
     let mut names: Vec<String> = vfs.list(dir)?;
     names.retain(|n| n.ends_with(".seg"));
+    // Hold segments first (they hold the oldest indexes), then the log's.
+    names.sort_by_key(|n| (!n.starts_with("hold-"), n.clone()));
+    let holds = names.iter().filter(|n| n.starts_with("hold-")).count();
+    names.retain(|n| {
+        !n.strip_prefix("hold-")
+            .and_then(|g| g.strip_suffix(".seg"))
+            .and_then(|g| g.parse::<u32>().ok())
+            .is_some_and(|g| !live_holds.contains(&g))
+    });
+    if names.iter().filter(|n| n.starts_with("hold-")).count() < holds {
+        notes.push(format!(
+            "log {log}: a hold segment no purge record names was skipped (a crash during a purge \
+             leaves one; the next start removes it)"
+        ));
+    }
     let mut expect_first: Option<u64> = None;
     let count = names.len();
     for (si, name) in names.iter().enumerate() {
         let path = dir.join(name);
         let is_last = si + 1 == count;
+        let is_hold = name.starts_with("hold-");
+        let keys = match master {
+            Some(m) => match open_keys(m, key_dir, log, name) {
+                Ok(k) => Some(k),
+                Err(why) => {
+                    fail(format!("{} (data key)", rel(&path)), why);
+                    None
+                }
+            },
+            None => None,
+        };
+        if !is_hold && expect_first.is_none() && purged_upto > 0 {
+            expect_first = Some(purged_upto);
+        }
         let file = vfs.open(&path, false)?;
         let len = file.len()?;
         let mut raw = vec![0u8; len as usize];
@@ -176,6 +230,7 @@ fn verify_log(
         }
         if let Some(e) = expect_first
             && header.first_index != e
+            && !is_hold
         {
             fail(
                 format!("{} byte 0", rel(&path)),
@@ -230,7 +285,7 @@ fn verify_log(
                 next = fh.first_index + u64::from(fh.count);
                 continue;
             }
-            if fh.first_index != next {
+            if fh.first_index != next && !is_hold {
                 fail(
                     at.clone(),
                     format!(
@@ -244,8 +299,26 @@ fn verify_log(
                     let mut moved = 0u64;
                     for (i, (off, rlen)) in recs.into_iter().enumerate() {
                         let index = fh.first_index + i as u64;
-                        let rec = &body[off..off + rlen as usize];
-                        match serde_json::from_slice::<StoredTrace>(&rec[16..]) {
+                        let mut rec = body[off..off + rlen as usize].to_vec();
+                        let Some(keys) = &keys else {
+                            put(&mut from_records, index, Slot::Sealed);
+                            lr.traces += 1;
+                            continue;
+                        };
+                        let Some(plain) = keys.open(log, index, &mut rec) else {
+                            fail(
+                                format!("{} byte {}", rel(&path), body_start + off),
+                                format!(
+                                    "record of index {index} does not open with its data key: \
+                                     altered, or moved from another place"
+                                ),
+                            );
+                            put(&mut from_records, index, Slot::Bad);
+                            lr.traces += 1;
+                            continue;
+                        };
+                        let plain: &[u8] = plain;
+                        match serde_json::from_slice::<StoredTrace>(&plain[16..]) {
                             Ok(t) if t.index == index && t.log.as_str() == log => {}
                             Ok(t) => {
                                 moved += 1;
@@ -266,11 +339,7 @@ fn verify_log(
                                 format!("record of index {index} does not decode"),
                             ),
                         }
-                        let slot = index as usize;
-                        if from_records.len() <= slot {
-                            from_records.resize(slot + 1, None);
-                        }
-                        from_records[slot] = Some(commitment(rec));
+                        put(&mut from_records, index, Slot::Hash(commitment(plain)));
                         lr.traces += 1;
                     }
                     if moved > 3 {
@@ -288,7 +357,9 @@ fn verify_log(
             next = fh.first_index + u64::from(fh.count);
             pos = body_end;
         }
-        expect_first = Some(next);
+        if !is_hold {
+            expect_first = Some(next);
+        }
     }
 
     // 2. Commitments: every record's against `entries`.
@@ -318,6 +389,20 @@ fn verify_log(
     lr.commitments = entries.len() as u64;
     let mut uncommitted = 0u64;
     for (i, rec) in from_records.iter().enumerate() {
+        let rec = match rec {
+            Slot::Hash(h) => Some(h),
+            Slot::Sealed | Slot::Bad => {
+                if entries.get(i).is_none() && (i as u64) < checkpointed {
+                    fail(
+                        format!("index {i}"),
+                        "trace without a commitment, although a checkpoint covers it: the entries file was truncated"
+                            .into(),
+                    );
+                }
+                continue;
+            }
+            Slot::Absent => None,
+        };
         match (rec, entries.get(i)) {
             (Some(r), Some(e)) if r != e => {
                 if (i as u64) >= checkpointed && e.iter().all(|b| *b == 0) {
@@ -350,9 +435,11 @@ fn verify_log(
     let known = (entries.len() as u64).max(checkpointed);
     let mut missing: Vec<(u64, u64)> = Vec::new();
     for i in 0..known {
-        let present = from_records.get(i as usize).is_some_and(Option::is_some);
+        let present = from_records
+            .get(i as usize)
+            .is_some_and(|s| !matches!(s, Slot::Absent));
         let hurt = damaged.iter().any(|(a, b)| (*a..*b).contains(&i));
-        if !present && !hurt {
+        if !present && !hurt && i >= purged_upto {
             match missing.last_mut() {
                 Some((_, end)) if *end == i => *end = i + 1,
                 _ => missing.push((i, i + 1)),
@@ -368,7 +455,7 @@ fn verify_log(
             ),
         );
     }
-    if entries.len() > from_records.len() {
+    if entries.len() as u64 > (from_records.len() as u64).max(purged_upto) {
         fail(
             format!("index {}", from_records.len()),
             format!(
@@ -504,6 +591,51 @@ fn verify_log(
         lr.verified_size = c.size;
     }
     Ok(())
+}
+
+/// What the segments say of one index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Slot {
+    #[default]
+    Absent,
+    /// Present, not opened (no master key).
+    Sealed,
+    /// Present but unreadable (reported).
+    Bad,
+    Hash(Hash),
+}
+
+fn put(slots: &mut Vec<Slot>, index: u64, slot: Slot) {
+    let i = index as usize;
+    if slots.len() <= i {
+        slots.resize(i + 1, Slot::Absent);
+    }
+    slots[i] = slot;
+}
+
+fn report_no_master(notes: &mut Vec<String>) {
+    notes.push(
+        "no master key given: records were checked for framing and checksums but not opened, \
+         so their commitments were not recomputed (give --master-key-file, or run where \
+         keys/master.key is)"
+            .into(),
+    );
+}
+
+fn open_keys(
+    master: &MasterKey,
+    key_dir: &Path,
+    log: &str,
+    seg_name: &str,
+) -> Result<SegmentKeys, String> {
+    let stem = seg_name.strip_suffix(".seg").unwrap_or(seg_name);
+    let path = key_dir.join(format!("{stem}.key"));
+    let raw = std::fs::read(&path)
+        .map_err(|e| format!("cannot read its data key {}: {e}", path.display()))?;
+    let bytes = master
+        .unwrap(&path, &format!("{log}/{stem}"), &raw)
+        .map_err(|e| e.to_string())?;
+    Ok(SegmentKeys::from_bytes(&bytes))
 }
 
 fn rel(p: &Path) -> String {
