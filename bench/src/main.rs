@@ -21,6 +21,7 @@ pub struct Opts {
     http_traces: usize,
     single_requests: usize,
     searches: usize,
+    purge_traces: usize,
 }
 
 fn parse_args() -> Opts {
@@ -29,6 +30,7 @@ fn parse_args() -> Opts {
         http_traces: 300_000,
         single_requests: 20_000,
         searches: 2_000,
+        purge_traces: 10_000_000,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -50,13 +52,19 @@ fn parse_args() -> Opts {
                 o.http_traces = val(i);
                 i += 1;
             }
+            "--purge-traces" => {
+                o.purge_traces = val(i);
+                i += 1;
+            }
             "--smoke" => {
+                o.purge_traces = 20_000;
                 o.traces = 3_000;
                 o.http_traces = 2_000;
                 o.single_requests = 200;
                 o.searches = 50;
             }
             "--quick" => {
+                o.purge_traces = 1_000_000;
                 o.traces = 100_000;
                 o.http_traces = 50_000;
                 o.single_requests = 5_000;
@@ -64,7 +72,7 @@ fn parse_args() -> Opts {
             }
             "--help" | "-h" => {
                 println!(
-                    "registre-bench [--traces N (1000000)] [--http-traces N (300000)] [--quick | --smoke]\n\
+                    "registre-bench [--traces N (1000000)] [--http-traces N (300000)] [--purge-traces N (10000000)] [--quick | --smoke]\n\
                      Runs registre (library and HTTP), SQLite and PostgreSQL (when\n\
                      REGISTRE_TEST_DATABASE_URL is set) on the same traces and prints a table."
                 );
@@ -129,6 +137,19 @@ async fn run(o: Opts) {
         opts.merkle = false;
         let store = Arc::new(EmbeddedStore::open(dir.path(), opts).expect("open store"));
         eprintln!("registre library, Merkle log off: {} traces…", o.traces);
+        append_library(&store, &traces, 4).await
+    };
+
+    // 0b. Encryption at rest and blind indexes off: what they cost.
+    let nocrypto_rate = {
+        let dir = tempfile::tempdir_in(".").expect("tempdir");
+        let mut opts = EmbeddedOptions::new(classes());
+        opts.at_rest_crypto = false;
+        let store = Arc::new(EmbeddedStore::open(dir.path(), opts).expect("open store"));
+        eprintln!(
+            "registre library, encryption at rest OFF: {} traces…",
+            o.traces
+        );
         append_library(&store, &traces, 4).await
     };
 
@@ -301,6 +322,35 @@ async fn run(o: Opts) {
         higher_better: true,
     });
     rows.push(Row {
+        what: "durable append, library, encryption + blind indexes OFF (traces/s; their cost)"
+            .into(),
+        registre: Some(nocrypto_rate),
+        sqlite: None,
+        postgres: None,
+        unit: "/s",
+        higher_better: true,
+    });
+    let (purge_rate, purge_held_rate, purged) = purge_bench(&traces, o.purge_traces).await;
+    rows.push(Row {
+        what: format!(
+            "purge, {purged} of {} traces past retention (traces/s)",
+            o.purge_traces
+        ),
+        registre: Some(purge_rate),
+        sqlite: None,
+        postgres: None,
+        unit: "/s",
+        higher_better: true,
+    });
+    rows.push(Row {
+        what: "purge with a legal hold on one actor: every record opened (traces/s)".into(),
+        registre: Some(purge_held_rate),
+        sqlite: None,
+        postgres: None,
+        unit: "/s",
+        higher_better: true,
+    });
+    rows.push(Row {
         what: format!("inclusion proof at {} traces: p50 (µs)", o.traces),
         registre: Some(proof_p50),
         sqlite: None,
@@ -336,6 +386,74 @@ async fn run(o: Opts) {
         higher_better: false,
     });
     print_table(&rows, &machine, &o, avg);
+}
+
+/// Ingests `n` traces (cycling through `traces`) one simulated hour per
+/// batch of 10,000, into 1-hour segments; then purges everything older than
+/// the last hour: returns the purge rate, the rate of a second store purged
+/// under a legal hold, and the traces purged.
+async fn purge_bench(traces: &[Trace], n: usize) -> (f64, f64, u64) {
+    use registre_store::clock::ManualClock;
+    let mut out = Vec::new();
+    for with_hold in [false, true] {
+        let dir = tempfile::tempdir_in(".").expect("tempdir");
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000_000));
+        let mut opts = EmbeddedOptions::new(classes());
+        opts.clock = clock.clone();
+        opts.segment_period_secs = 3600;
+        let store = Arc::new(EmbeddedStore::open(dir.path(), opts).expect("open store"));
+        // Smaller on the second run: opening every record is slower.
+        let n = if with_hold { (n / 10).max(1000) } else { n };
+        eprintln!(
+            "purge{}: ingesting {n} traces over {} simulated hours…",
+            if with_hold { " under a legal hold" } else { "" },
+            n.div_ceil(10_000)
+        );
+        let mut done = 0;
+        while done < n {
+            let batch: Vec<Trace> = (done..(done + 10_000).min(n))
+                .map(|i| traces[i % traces.len()].clone())
+                .collect();
+            done += batch.len();
+            append_library(&store, &batch, 2).await;
+            clock.advance_secs(3600);
+        }
+        let mut holds = Vec::new();
+        if with_hold {
+            holds.push(Query {
+                actor: traces.first().map(|t| t.actor.id.clone()),
+                ..Query::default()
+            });
+        }
+        let retention: Vec<(ClassName, registre_model::Retention)> = classes()
+            .into_iter()
+            .map(|c| {
+                (
+                    c,
+                    registre_model::Retention::parse("1 hour").expect("retention"),
+                )
+            })
+            .collect();
+        let t = Instant::now();
+        let report = store
+            .purge(registre_store::PurgeRequest {
+                retention,
+                holds,
+                dry_run: false,
+                progress: None,
+            })
+            .await
+            .expect("purge");
+        let secs = t.elapsed().as_secs_f64();
+        let gone = report.purged() + report.held();
+        eprintln!(
+            "  purged {} traces, {} held, in {secs:.2} s",
+            report.purged(),
+            report.held()
+        );
+        out.push((gone as f64 / secs, report.purged()));
+    }
+    (out[0].0, out[1].0, out[0].1)
 }
 
 async fn append_library(store: &Arc<EmbeddedStore>, traces: &[Trace], tasks: usize) -> f64 {

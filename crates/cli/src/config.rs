@@ -15,6 +15,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub access: AccessConfig,
+    pub retention: RetentionConfig,
     /// Classes by name; the built-in three are added when absent.
     pub classes: BTreeMap<String, ClassConfig>,
 }
@@ -59,6 +60,25 @@ pub struct StoreConfig {
     pub max_segment_mib: u64,
     /// A signed checkpoint is issued this often while a log grows.
     pub checkpoint_interval: String,
+    /// The master key that wraps every data key (default:
+    /// `<data>/keys/master.key`, generated with the data directory).
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// `[retention]`: when the purge runs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// `1 hour` (default), any period, or `off` (purge on demand only).
+    pub purge_interval: String,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> RetentionConfig {
+        RetentionConfig {
+            purge_interval: "1 hour".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +87,9 @@ pub struct ClassConfig {
     pub retention: Retention,
     #[serde(default)]
     pub description: Option<String>,
+    /// This class's segment period (default: `[store] segment_period`).
+    #[serde(default)]
+    pub segment_period: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +114,7 @@ impl Default for StoreConfig {
             segment_period: "1 day".into(),
             max_segment_mib: 1024,
             checkpoint_interval: "10 seconds".into(),
+            master_key_file: None,
         }
     }
 }
@@ -158,10 +182,35 @@ impl Config {
                     .into(),
             ));
         }
-        for name in self.classes.keys() {
+        for (name, c) in &self.classes {
             ClassName::new(name).map_err(|e| invalid(format!("[classes.{name}]: {e}")))?;
+            if let Some(p) = &c.segment_period {
+                parse_period(p)
+                    .map_err(|m| invalid(format!("[classes.{name}] segment_period: {m}")))?;
+            }
         }
+        self.purge_interval()
+            .map_err(|m| invalid(format!("[retention] purge_interval: {m}")))?;
         Ok(())
+    }
+
+    /// `None` when the scheduled purge is off.
+    pub fn purge_interval(&self) -> Result<Option<u64>, String> {
+        match self.retention.purge_interval.trim() {
+            "off" | "never" | "none" => Ok(None),
+            p => parse_period(p).map(Some),
+        }
+    }
+
+    /// Per-class segment periods (seconds) that differ from the default.
+    pub fn segment_periods(&self) -> BTreeMap<String, u64> {
+        self.classes
+            .iter()
+            .filter_map(|(n, c)| {
+                let p = parse_period(c.segment_period.as_deref()?).ok()?;
+                Some((n.clone(), p))
+            })
+            .collect()
     }
 
     pub fn segment_period_secs(&self) -> Result<u64, String> {
@@ -213,28 +262,13 @@ impl Config {
 }
 
 fn policy(name: &str, retention: Retention, description: String) -> ClassPolicy {
-    let days = retention.approx_days();
-    let warning = match name {
-        ClassName::MSS if !(150.0..=200.0).contains(&days) => Some(
-            "the MSSanté référentiel #2 §5 recommends 6 months for functional traces".to_owned(),
-        ),
-        ClassName::TECHNIQUE if !(180.0..=366.0).contains(&days) => Some(
-            "CNIL délibération 2021-122 recommends 6 months to 1 year for technical traces"
-                .to_owned(),
-        ),
-        ClassName::APPLICATIVE if days < 7300.0 => Some(
-            "medical records are kept 20 years (CSP R.1112-7); applicative traces should be too"
-                .to_owned(),
-        ),
-        _ => None,
-    };
     ClassPolicy {
         // Checked in `Config::check` (custom) or a constant (built-in).
         name: ClassName::new(name)
             .unwrap_or_else(|_| unreachable!("class names are checked at load")),
         retention,
         description,
-        warning,
+        warning: registre_policy::recommended_warning(name, retention),
     }
 }
 
@@ -297,9 +331,27 @@ mod tests {
             ClassConfig {
                 retention: Retention::years(5),
                 description: None,
+                segment_period: None,
             },
         );
         assert!(cfg.class_policies()[0].warning.is_some());
+    }
+
+    #[test]
+    fn retention_section_and_class_periods() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.toml");
+        std::fs::write(
+            &path,
+            "[retention]\npurge_interval = \"off\"\n[classes.mss]\nretention = \"10 seconds\"\nsegment_period = \"1 second\"\n",
+        )
+        .expect("write");
+        let cfg = Config::load(Some(&path)).expect("load");
+        assert_eq!(cfg.purge_interval(), Ok(None));
+        assert_eq!(cfg.segment_periods().get("mss"), Some(&1));
+        std::fs::write(&path, "[retention]\npurge_interval = \"soon\"\n").expect("write");
+        assert!(Config::load(Some(&path)).is_err());
+        assert_eq!(Config::default().purge_interval(), Ok(Some(3600)));
     }
 
     #[test]

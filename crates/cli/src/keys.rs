@@ -18,6 +18,8 @@ pub enum KeysCommand {
     List(ListArgs),
     /// Revoke an API key by id.
     Revoke(RevokeArgs),
+    /// Rewrap every data key under a new master key (server stopped).
+    RotateMaster(RotateArgs),
 }
 
 const CREATE_HELP: &str = "\
@@ -77,6 +79,7 @@ pub struct ShowArgs {
 
 pub async fn run(cmd: KeysCommand) -> Result<(), CliError> {
     match cmd {
+        KeysCommand::RotateMaster(a) => tokio::task::block_in_place(|| rotate_master(a)),
         KeysCommand::Create(a) => {
             let body = serde_json::json!({
                 "name": a.name,
@@ -147,4 +150,124 @@ pub async fn run(cmd: KeysCommand) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+const ROTATE_HELP: &str = "\
+Examples:
+  registre keys rotate-master --data /var/lib/registre
+      The master key is <data>/keys/master.key: a new one is generated in
+      keys/master.key.next, every data key is rewrapped, then it replaces
+      keys/master.key.
+  registre keys rotate-master --data /var/lib/registre \\
+      --master-key-file /etc/registre/master.key --new-master-key-file /etc/registre/master-2027.key
+      An operator's key file: the new key is written to the new file (0600);
+      point [store] master_key_file (or REGISTRE_MASTER_KEY_FILE) at it.
+
+Run it with the server stopped (it takes the data directory's lock). Traces
+are not rewritten: only the 108-byte key files (and the sealed legal holds)
+are. Interrupted, it is resumed by running it again with the same keys. The
+old key no longer opens anything afterwards: destroy it and its copies.";
+
+/// Rewrap every data key under a new master key (offline).
+#[derive(Args)]
+#[command(after_help = ROTATE_HELP)]
+pub struct RotateArgs {
+    /// Data directory (default ./registre-data).
+    #[arg(long, env = "REGISTRE_DATA")]
+    data: Option<PathBuf>,
+    /// The current master key file (default <data>/keys/master.key).
+    #[arg(long, env = "REGISTRE_MASTER_KEY_FILE", value_name = "FILE")]
+    master_key_file: Option<PathBuf>,
+    /// Where to write the new key (required with --master-key-file).
+    #[arg(long, value_name = "FILE")]
+    new_master_key_file: Option<PathBuf>,
+}
+
+pub fn rotate_master(a: RotateArgs) -> Result<(), CliError> {
+    use registre_store::crypto::{self, MasterKey};
+    let data = a.data.unwrap_or_else(crate::default_data_dir);
+    if !data.join("keys").is_dir() {
+        return Err(CliError::new(format!(
+            "{} is not a registre data directory (no keys/)",
+            data.display()
+        )));
+    }
+    let _lock = registre_store::lock_dir(&data).map_err(|e| {
+        CliError::with("cannot take the data directory (stop the server first)", &e)
+    })?;
+    let default = crypto::default_master_path(&data);
+    let next = data.join("keys").join("master.key.next");
+    let old_path = a.master_key_file.clone().unwrap_or_else(|| default.clone());
+    let new_path = match (&a.master_key_file, &a.new_master_key_file) {
+        (_, Some(p)) => p.clone(),
+        (None, None) => next.clone(),
+        (Some(_), None) => {
+            return Err(CliError::new(
+                "with --master-key-file, say where the new key goes: --new-master-key-file FILE",
+            ));
+        }
+    };
+    let old = MasterKey::read(&old_path)
+        .map_err(|e| CliError::with("cannot read the current master key", &e))?;
+    let recorded = std::fs::read_to_string(data.join("keys").join("master.id"))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    // A resumed rotation: the new key exists already.
+    let new = if new_path.exists() {
+        let k = MasterKey::read(&new_path)
+            .map_err(|e| CliError::with("cannot read the new master key", &e))?;
+        eprintln!(
+            "resuming the rotation to key {} ({})",
+            k.id(),
+            new_path.display()
+        );
+        k
+    } else {
+        if recorded != old.id() {
+            return Err(CliError::new(format!(
+                "{} (key {}) is not this data directory's master key (key {recorded})",
+                old_path.display(),
+                old.id()
+            )));
+        }
+        let (k, text) =
+            MasterKey::generate().map_err(|e| CliError::with("cannot generate a key", &e))?;
+        crypto::write_secret(&new_path, text.as_bytes())
+            .map_err(|e| CliError::with("cannot write the new master key", &e))?;
+        k
+    };
+    let bar = crate::client::progress(None);
+    bar.set_message("rewrapping data keys");
+    let r = crypto::rotate_master(&data, &old, &new, |done, _total| {
+        bar.set_position(done as u64)
+    })
+    .map_err(|e| {
+        CliError::with(
+            "the rotation stopped (run the same command again to resume)",
+            &e,
+        )
+    })?;
+    bar.finish_and_clear();
+    if new_path == next {
+        std::fs::rename(&next, &default)
+            .and_then(|()| std::fs::File::open(data.join("keys"))?.sync_all())
+            .map_err(|e| CliError::with("cannot install the new master key", &e))?;
+    }
+    eprintln!(
+        "master key rotated: {} -> {}; {} key files rewrapped ({} already were); traces untouched",
+        r.old_id, r.new_id, r.rewrapped, r.already
+    );
+    if a.master_key_file.is_some() {
+        eprintln!(
+            "the new key is {}: point [store] master_key_file or REGISTRE_MASTER_KEY_FILE at it, then destroy {}",
+            new_path.display(),
+            old_path.display()
+        );
+    } else {
+        eprintln!(
+            "the new key is {}; the old one no longer opens anything",
+            default.display()
+        );
+    }
+    Ok(())
 }

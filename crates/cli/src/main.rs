@@ -8,6 +8,7 @@ mod export;
 mod keys;
 mod login;
 mod policy;
+mod retention;
 mod serve;
 mod verify;
 
@@ -51,6 +52,9 @@ enum Command {
     Login(login::LoginArgs),
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    Purge(retention::PurgeArgs),
+    #[command(subcommand)]
+    Hold(retention::HoldCommand),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +88,8 @@ fn main() -> ExitCode {
             Command::Policy(c) => policy::run(c).await.map(|()| ExitCode::SUCCESS),
             Command::Login(a) => login::run(a).await.map(|()| ExitCode::SUCCESS),
             Command::Keys(k) => keys::run(k).await.map(|()| ExitCode::SUCCESS),
+            Command::Purge(a) => retention::purge(a).await.map(|()| ExitCode::SUCCESS),
+            Command::Hold(c) => retention::hold(c).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// Refuse connections without a client certificate.
     #[arg(long, requires = "client_ca")]
     require_client_cert: bool,
+    /// The master key that wraps the data keys (64 hex digits), instead of
+    /// <data>/keys/master.key. Keep it apart from the data's backups.
+    #[arg(long, env = "REGISTRE_MASTER_KEY_FILE", value_name = "FILE")]
+    master_key_file: Option<PathBuf>,
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
@@ -106,6 +110,14 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .map_err(|m| CliError::new(format!("[store] segment_period: {m}")))?;
     let mut opts = EmbeddedOptions::new(policies.iter().map(|p| p.name.clone()).collect());
     opts.segment_period_secs = period;
+    opts.segment_periods = cfg.segment_periods();
+    opts.master_key_file = args
+        .master_key_file
+        .clone()
+        .or_else(|| cfg.store.master_key_file.clone());
+    let purge_every = cfg
+        .purge_interval()
+        .map_err(|m| CliError::new(format!("[retention] purge_interval: {m}")))?;
     opts.max_segment_bytes = cfg.store.max_segment_mib.max(1) << 20;
     opts.instance = cfg.server.instance.clone();
     opts.checkpoint_interval = std::time::Duration::from_secs(
@@ -217,6 +229,19 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         metrics: Arc::new(Metrics::default()),
         policy,
     });
+    match purge_every {
+        Some(secs) => {
+            eprintln!(
+                "  purge: every {} (traces past retention are destroyed with their keys)",
+                cfg.retention.purge_interval.trim()
+            );
+            registre_intake::http::retention::spawn_purge_scheduler(
+                state.clone(),
+                std::time::Duration::from_secs(secs.max(1)),
+            );
+        }
+        None => eprintln!("  purge: on demand only ([retention] purge_interval = \"off\")"),
+    }
     match tls {
         Some(config) => {
             registre_intake::tls::serve_tls(

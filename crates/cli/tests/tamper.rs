@@ -6,6 +6,14 @@
 //! up the checksums they break (frame CRC, tile record CRC, checkpoint
 //! record CRC) show that the semantic checks, not only the checksums, catch
 //! them.
+//!
+//! Records are sealed (AES-256-GCM under their segment's data key, the log
+//! and index as associated data), so the cases come in two kinds: what an
+//! attacker WITHOUT the keys can do to the ciphertext (alter, delete, swap:
+//! the record no longer opens at its place), and what one WITH the keys
+//! (the master key in `keys/master.key`) can do: open a record, edit the
+//! trace and seal it again, so only the commitments, tiles and checkpoints
+//! tell.
 
 mod common;
 
@@ -18,6 +26,7 @@ use std::time::Duration;
 use common::{Server, free_port, trace_json};
 use registre_log::checkpoint::Checkpoint;
 use registre_log::note::Signer;
+use registre_store::crypto::{self, MasterKey, NONCE_LEN, SegmentKeys};
 
 const LOGS: [&str; 2] = ["mss", "technique"];
 /// Traces per class per request: one frame per log per request.
@@ -205,8 +214,8 @@ struct Frame {
     pos: usize,
     count: u32,
     first_index: u64,
-    /// Each record's bytes (salt ‖ JCS), with the byte offset of the record
-    /// (after its length prefix) in the segment.
+    /// Each record's bytes (nonce ‖ sealed salt ‖ JCS ‖ tag), with the byte
+    /// offset of the record (after its length prefix) in the segment.
     records: Vec<(usize, Vec<u8>)>,
 }
 
@@ -269,8 +278,8 @@ fn rewrite_frame(seg: &mut Vec<u8>, f: &Frame, records: &[Vec<u8>]) {
     seg.splice(f.pos..f.end(), header);
 }
 
-/// A frame in the middle of `log` with at least `min` records: (segment
-/// path, its bytes, the frame).
+/// A frame in the middle of `log` with at least `min` records, followed by
+/// another frame in the same segment: (segment path, its bytes, the frame).
 fn middle_frame(data: &Path, log: &str, min: u32) -> (PathBuf, Vec<u8>, Frame) {
     let mut all = Vec::new();
     for s in segments(data, log) {
@@ -279,20 +288,72 @@ fn middle_frame(data: &Path, log: &str, min: u32) -> (PathBuf, Vec<u8>, Frame) {
             all.push((s.clone(), f));
         }
     }
-    let candidates: Vec<_> = all.iter().filter(|(_, f)| f.count >= min).collect();
+    let candidates: Vec<_> = all
+        .windows(2)
+        .filter(|w| w[0].1.count >= min && w[0].0 == w[1].0)
+        .map(|w| &w[0])
+        .collect();
     assert!(
         !candidates.is_empty(),
-        "no frame of {min}+ records in {log}"
+        "no frame of {min}+ records followed by another in its segment in {log}"
     );
     let (s, f) = candidates[candidates.len() / 2].clone();
-    // Not the newest frame: a later one follows.
-    assert!(
-        all.last()
-            .is_some_and(|(_, l)| l.first_index > f.first_index),
-        "the chosen frame is not the last"
-    );
     let raw = std::fs::read(&s).expect("segment");
     (s, raw, f)
+}
+
+/// The frame of `seg` (as rewritten) that starts at byte `pos`, and the one
+/// after it.
+fn frame_and_next(seg: &[u8], pos: usize) -> (Frame, Frame) {
+    let all = frames(seg);
+    let k = all.iter().position(|x| x.pos == pos).expect("frame");
+    (all[k].clone(), all[k + 1].clone())
+}
+
+// ---------------------------------------------------------------------------
+// Keys: what an attacker holding the master key can do.
+
+/// The data key of segment `seg` of `log`, unwrapped with the data
+/// directory's master key.
+fn segment_keys(data: &Path, log: &str, seg: &Path) -> SegmentKeys {
+    let master = MasterKey::read(&crypto::default_master_path(data)).expect("master key");
+    let stem = seg.file_stem().expect("stem").to_string_lossy();
+    let key_path = crypto::data_key_dir(data, log).join(format!("{stem}.key"));
+    let raw = std::fs::read(&key_path).expect("data key file");
+    let bytes = master
+        .unwrap(&key_path, &crypto::key_label(log, &key_path), &raw)
+        .expect("data key unwraps");
+    SegmentKeys::from_bytes(&bytes)
+}
+
+/// The plaintext (salt ‖ JCS) of `record`, sealed for `log` at `index`.
+fn open_record(keys: &SegmentKeys, log: &str, index: u64, record: &[u8]) -> Vec<u8> {
+    let mut r = record.to_vec();
+    keys.open(log, index, &mut r)
+        .unwrap_or_else(|| panic!("record of {log} index {index} opens"))
+        .to_vec()
+}
+
+/// `plain` sealed for `log` at `index` under a fresh nonce: nonce ‖
+/// ciphertext ‖ tag, as the store writes it.
+fn seal_record(keys: &SegmentKeys, log: &str, index: u64, plain: &[u8]) -> Vec<u8> {
+    let mut nonce = [0u8; NONCE_LEN];
+    crypto::random(&mut nonce).expect("nonce");
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(plain);
+    let tag = keys.seal(log, index, nonce, &mut out[NONCE_LEN..]);
+    out.extend_from_slice(&tag);
+    out
+}
+
+/// Changes one character of a trace's plaintext (salt ‖ JCS): the first
+/// letter of its `uids`, `r` → `s`. Still valid JSON, still the same log
+/// and index.
+fn alter_trace(plain: &mut [u8]) {
+    let json = std::str::from_utf8(&plain[16..]).expect("utf-8");
+    let at = 16 + json.find("\"uids\":\"r").expect("uids") + "\"uids\":\"".len();
+    assert_eq!(plain[at], b'r');
+    plain[at] = b's';
 }
 
 /// Records of a `checkpoints` file: (byte offset, note).
@@ -458,30 +519,58 @@ fn flipped_byte_in_a_record_names_segment_and_byte() {
     );
 }
 
-/// (a′) One character of a record changed and the frame CRC fixed: the
-/// record no longer matches its commitment, at its index.
+/// (a′) With the keys: one character of a trace changed, the record sealed
+/// again at its place and the frame CRC fixed. The record opens and
+/// decodes, but no longer matches its commitment, at its index.
 #[test]
 fn altered_record_with_fixed_crc_names_the_index() {
     let (_keep, data) = copy();
     let (seg, mut raw, f) = middle_frame(&data, "mss", 2);
+    let keys = segment_keys(&data, "mss", &seg);
+    let index = f.first_index + 1;
     let mut recs: Vec<Vec<u8>> = f.records.iter().map(|(_, r)| r.clone()).collect();
-    let rec = &mut recs[1];
-    let json = String::from_utf8(rec[16..].to_vec()).expect("utf-8");
-    let at = json.find("\"uids\":\"r").expect("uids") + "\"uids\":\"".len();
-    assert_eq!(rec[16 + at], b'r');
-    rec[16 + at] = b's'; // still valid JSON, still the same index
+    let mut plain = open_record(&keys, "mss", index, &recs[1]);
+    alter_trace(&mut plain);
+    recs[1] = seal_record(&keys, "mss", index, &plain);
     rewrite_frame(&mut raw, &f, &recs);
     std::fs::write(&seg, &raw).expect("write");
     let out = verify(&data);
-    let index = f.first_index + 1;
     out.fails_naming(&[&format!(
         "log mss: index {index}: the trace does not match its commitment"
     )]);
     assert_eq!(out.problems().len(), 1, "{}", out.stderr);
 }
 
-/// (b) A record removed from the middle of a frame, the frame's length,
-/// count and CRC fixed: the index it left empty is named.
+/// (a″) Without the keys: one byte of a record's ciphertext changed and the
+/// frame CRC fixed. The record no longer opens: named by index and by its
+/// segment byte, and nothing else (its commitment is not recomputed from
+/// bytes that do not open).
+#[test]
+fn altered_ciphertext_with_fixed_crc_names_the_record() {
+    let (_keep, data) = copy();
+    let (seg, mut raw, f) = middle_frame(&data, "mss", 2);
+    let mut recs: Vec<Vec<u8>> = f.records.iter().map(|(_, r)| r.clone()).collect();
+    let rec = &mut recs[1];
+    let mid = NONCE_LEN + (rec.len() - NONCE_LEN) / 2;
+    rec[mid] ^= 0x20;
+    rewrite_frame(&mut raw, &f, &recs);
+    std::fs::write(&seg, &raw).expect("write");
+    let (after, _) = frame_and_next(&raw, f.pos);
+    let out = verify(&data);
+    let index = f.first_index + 1;
+    out.fails_naming(&[&format!(
+        "log mss: mss/{} byte {}: record of index {index} does not open with its data key: altered, or moved from another place",
+        file_name(&seg),
+        after.records[1].0
+    )]);
+    assert_eq!(out.problems().len(), 1, "{}", out.stderr);
+}
+
+/// (b) Without the keys: a record removed from the middle of a frame, the
+/// frame's length, count and CRC fixed. Every later record of the frame now
+/// sits one index early and does not open there (the first names the index
+/// the deleted one left empty), the frame's last index is missing, and the
+/// next frame no longer follows on.
 #[test]
 fn deleted_record_names_the_index() {
     let (_keep, data) = copy();
@@ -490,19 +579,31 @@ fn deleted_record_names_the_index() {
     recs.remove(1);
     rewrite_frame(&mut raw, &f, &recs);
     std::fs::write(&seg, &raw).expect("write");
+    let (shifted, next) = frame_and_next(&raw, f.pos);
     let out = verify(&data);
+    let name = file_name(&seg);
     let gone = f.first_index + 1;
-    let after = f.first_index + u64::from(f.count);
-    out.fails_naming(&[
-        // The next record now sits where the deleted one was.
-        &format!(
-            "record claims log `technique` index {}, but sits at index {gone}: records were deleted, inserted or moved",
-            gone + 1
-        ),
-        &format!("log technique: index {gone}: the trace does not match its commitment"),
-        // And the next frame no longer follows on.
-        &format!("frame starts at index {after}, expected {}", after - 1),
-    ]);
+    let end = f.first_index + u64::from(f.count);
+    let mut needles = Vec::new();
+    for (k, (at, _)) in shifted.records.iter().enumerate().skip(1) {
+        needles.push(format!(
+            "log technique: technique/{name} byte {at}: record of index {} does not open with its data key: altered, or moved from another place",
+            f.first_index + k as u64
+        ));
+    }
+    assert!(needles[0].contains(&format!("record of index {gone} ")));
+    needles.push(format!(
+        "log technique: indexes {}..{end}: 1 committed traces are missing from the segments",
+        end - 1
+    ));
+    needles.push(format!(
+        "log technique: technique/{name} byte {}: frame starts at index {end}, expected {}: traces missing or reordered",
+        next.pos,
+        end - 1
+    ));
+    let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+    out.fails_naming(&needles);
+    assert_eq!(out.problems().len(), needles.len(), "{}", out.stderr);
 }
 
 /// (b′) The last record of a frame removed (length, count, CRC fixed): no
@@ -529,8 +630,9 @@ fn deleted_last_record_of_a_frame_names_the_gap() {
     ]);
 }
 
-/// (c) Two records swapped within a frame (CRC fixed): both indexes named,
-/// and each moved record by its segment byte.
+/// (c) Without the keys: two records swapped within a frame (CRC fixed).
+/// Neither opens at its new place: both indexes named, each by the segment
+/// byte of the record that now sits there.
 #[test]
 fn swapped_records_name_both_indexes() {
     let (_keep, data) = copy();
@@ -539,12 +641,43 @@ fn swapped_records_name_both_indexes() {
     recs.swap(0, 2);
     rewrite_frame(&mut raw, &f, &recs);
     std::fs::write(&seg, &raw).expect("write");
-    let after = frames(&raw)
-        .into_iter()
-        .find(|x| x.pos == f.pos)
-        .expect("frame");
+    let (after, _) = frame_and_next(&raw, f.pos);
     let out = verify(&data);
     let (i, j) = (f.first_index, f.first_index + 2);
+    let name = file_name(&seg);
+    out.fails_naming(&[
+        &format!(
+            "log mss: mss/{name} byte {}: record of index {i} does not open with its data key: altered, or moved from another place",
+            after.records[0].0
+        ),
+        &format!(
+            "log mss: mss/{name} byte {}: record of index {j} does not open with its data key: altered, or moved from another place",
+            after.records[2].0
+        ),
+    ]);
+    assert_eq!(out.problems().len(), 2, "{}", out.stderr);
+}
+
+/// (c′) With the keys: two records swapped within a frame and each sealed
+/// again at its new place (CRC fixed). Both open, but each claims the other's
+/// index: both named by segment byte, and both indexes by their commitment.
+#[test]
+fn swapped_and_resealed_records_name_both_indexes() {
+    let (_keep, data) = copy();
+    let (seg, mut raw, f) = middle_frame(&data, "mss", 3);
+    let keys = segment_keys(&data, "mss", &seg);
+    let (i, j) = (f.first_index, f.first_index + 2);
+    let mut recs: Vec<Vec<u8>> = f.records.iter().map(|(_, r)| r.clone()).collect();
+    let (pi, pj) = (
+        open_record(&keys, "mss", i, &recs[0]),
+        open_record(&keys, "mss", j, &recs[2]),
+    );
+    recs[0] = seal_record(&keys, "mss", i, &pj);
+    recs[2] = seal_record(&keys, "mss", j, &pi);
+    rewrite_frame(&mut raw, &f, &recs);
+    std::fs::write(&seg, &raw).expect("write");
+    let (after, _) = frame_and_next(&raw, f.pos);
+    let out = verify(&data);
     let name = file_name(&seg);
     out.fails_naming(&[
         &format!("log mss: index {i}: the trace does not match its commitment"),
@@ -700,25 +833,27 @@ fn truncated_segment_alone_is_named() {
     )]);
 }
 
-/// (g) History rewritten below the checkpoints: a record altered, its frame
-/// CRC fixed AND its commitment in `entries` recomputed, so records and
-/// commitments agree. The stored tile and every checkpoint covering the
+/// (g) History rewritten below the checkpoints, with the keys: a trace
+/// altered and its record sealed again, its frame CRC fixed AND its
+/// commitment in `entries` recomputed (from the new plaintext), so records
+/// and commitments agree. The stored tile and every checkpoint covering the
 /// index still tell, by tile path and hash, and by checkpoint size.
 #[test]
 fn rewritten_history_is_caught_by_tiles_and_checkpoints() {
     use sha2::Digest;
     let (_keep, data) = copy();
     let (seg, mut raw, f) = middle_frame(&data, "mss", 2);
+    let keys = segment_keys(&data, "mss", &seg);
+    let index = f.first_index + 1;
     let mut recs: Vec<Vec<u8>> = f.records.iter().map(|(_, r)| r.clone()).collect();
-    let json = String::from_utf8(recs[1][16..].to_vec()).expect("utf-8");
-    let at = json.find("\"uids\":\"r").expect("uids") + "\"uids\":\"".len();
-    recs[1][16 + at] = b's';
+    let mut plain = open_record(&keys, "mss", index, &recs[1]);
+    alter_trace(&mut plain);
+    recs[1] = seal_record(&keys, "mss", index, &plain);
     rewrite_frame(&mut raw, &f, &recs);
     std::fs::write(&seg, &raw).expect("write");
-    let index = f.first_index + 1;
     let ep = log_dir(&data, "mss").join("entries");
     let mut entries = std::fs::read(&ep).expect("entries");
-    let c: [u8; 32] = sha2::Sha256::digest(&recs[1]).into();
+    let c: [u8; 32] = sha2::Sha256::digest(&plain).into();
     entries[index as usize * 32..index as usize * 32 + 32].copy_from_slice(&c);
     std::fs::write(&ep, &entries).expect("write");
 

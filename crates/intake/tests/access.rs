@@ -279,6 +279,15 @@ fn probe(env: &Env, method: &str, path: &str, caller: &Caller) -> Probe {
             Some(json!({"retention": "6 months"})),
             StatusCode::OK,
         ),
+        ("POST", "/v1/purge") => p("/v1/purge", Some(json!({"dry_run": true})), StatusCode::OK),
+        ("GET", "/v1/holds") => p("/v1/holds", None, StatusCode::OK),
+        ("POST", "/v1/holds") => p(
+            "/v1/holds",
+            Some(json!({"reason": "enquête SEC-42", "actor": caller.name})),
+            StatusCode::CREATED,
+        ),
+        // Authorised callers get past the role check to the lookup.
+        ("DELETE", "/v1/holds/{id}") => p("/v1/holds/h-00000000", None, StatusCode::NOT_FOUND),
         ("DELETE", "/v1/keys/{id}") => {
             let id = env
                 .keys

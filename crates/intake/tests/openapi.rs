@@ -36,7 +36,8 @@ use registre_log::tile::parse_path;
 use registre_log::{Verifier, leaf_hash};
 use registre_model::{ACTIONS, ClassName, Limits, Retention, TraceError, jcs, parse_trace};
 use registre_policy::{ClassPolicy, Policy};
-use registre_store::{EmbeddedOptions, EmbeddedStore};
+use registre_store::clock::{Clock, ManualClock, SystemClock};
+use registre_store::{EmbeddedOptions, EmbeddedStore, Hold, HoldFilter, Store};
 use serde_json::{Map, Value, json};
 use tower::ServiceExt;
 
@@ -55,6 +56,10 @@ const SERVED: &[(&str, &str)] = &[
     ("delete", "/v1/keys/{id}"),
     ("get", "/v1/policy"),
     ("put", "/v1/policy/{class}"),
+    ("post", "/v1/purge"),
+    ("get", "/v1/holds"),
+    ("post", "/v1/holds"),
+    ("delete", "/v1/holds/{id}"),
     ("get", "/logs/{log}/checkpoint"),
     ("get", "/logs/{log}/tile/{tilePath}"),
     ("get", "/healthz"),
@@ -88,23 +93,38 @@ fn app() -> (tempfile::TempDir, Router) {
 
 /// An app whose journal has these classes only, and its credentials.
 fn app_with(class_names: &[&str]) -> (tempfile::TempDir, Router, Arc<Authenticator>) {
+    let (dir, app, auth, _) = app_at(class_names, Arc::new(SystemClock));
+    (dir, app, auth)
+}
+
+/// `app_with` whose store reads the time on `clock`; with its store.
+fn app_at(
+    class_names: &[&str],
+    clock: Arc<dyn Clock>,
+) -> (
+    tempfile::TempDir,
+    Router,
+    Arc<Authenticator>,
+    Arc<EmbeddedStore>,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let classes: Vec<ClassName> = class_names
         .iter()
         .map(|c| ClassName::new(c).expect("class"))
         .collect();
-    let store =
-        EmbeddedStore::open(dir.path(), EmbeddedOptions::new(classes.clone())).expect("open store");
+    let mut opts = EmbeddedOptions::new(classes.clone());
+    opts.clock = clock;
+    let store = Arc::new(EmbeddedStore::open(dir.path(), opts).expect("open store"));
     let auth = registre_intake::http::auth::Authenticator::admin_token(TOKEN);
     let state = Arc::new(AppState {
-        store: Arc::new(store),
+        store: store.clone(),
         classes,
         limits: Limits::default(),
         auth: auth.clone(),
         metrics: Arc::new(Metrics::default()),
         policy: policy_of(class_names),
     });
-    (dir, router(state), auth)
+    (dir, router(state), auth, store)
 }
 
 /// A retention policy (in memory) for these classes, with the built-in
@@ -234,6 +254,31 @@ async fn create_key(app: &Router, body: Value) -> (String, String) {
     let v = a.json();
     let id = v["key"]["id"].as_str().expect("id").to_owned();
     (id, v["secret"].as_str().expect("secret").to_owned())
+}
+
+/// Places a legal hold with the bootstrap admin token; returns its id.
+async fn place_hold(app: &Router, body: Value) -> String {
+    let a = send(app, "post", "/v1/holds", Some(&body.to_string())).await;
+    assert_eq!(
+        a.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+    a.json()["id"].as_str().expect("id").to_owned()
+}
+
+/// `call` with the bootstrap admin token, and `body` as JSON.
+async fn send(app: &Router, method: &str, uri: &str, body: Option<&str>) -> Answer {
+    let ct = body.map(|_| "application/json");
+    call(app, method, uri, true, ct, body.map(str::to_owned)).await
+}
+
+/// The traces a search (with the admin token) finds, newest first.
+async fn found(app: &Router, uri: &str) -> Vec<Value> {
+    let a = get(app, uri, true).await;
+    assert_eq!(a.status, StatusCode::OK, "{uri}");
+    a.json()["traces"].as_array().expect("traces").clone()
 }
 
 /// The request body example of an operation: `design`, else the first.
@@ -838,6 +883,11 @@ async fn documented_routes_are_the_served_routes() {
             let (id, _) = create_key(&app, json!({"name": "to-revoke", "role": "auditeur"})).await;
             uri = format!("/v1/keys/{id}");
         }
+        if path == "/v1/holds/{id}" {
+            // Release a hold that exists.
+            let id = place_hold(&app, json!({"reason": "to release", "actor": "x"})).await;
+            uri = format!("/v1/holds/{id}");
+        }
         let a = call(&app, method, &uri, true, ct, body.clone()).await;
         assert!(
             a.status != StatusCode::NOT_FOUND && a.status != StatusCode::METHOD_NOT_ALLOWED,
@@ -1262,7 +1312,12 @@ async fn access_control_answers_fit_their_schemas() {
             .expect("retention"),
     )
     .expect("the example retention parses");
-    let changes = traced("/v1/traces?class=applicative&actor=rssi&action=politique").await;
+    // (Legal holds placed by rssi above are `politique` changes too.)
+    let changes: Vec<Value> = traced("/v1/traces?class=applicative&actor=rssi&action=politique")
+        .await
+        .into_iter()
+        .filter(|t| t["target"]["resource"] != "/v1/holds")
+        .collect();
     assert_eq!(changes.len(), 1, "{changes:#?}");
     assert_eq!(
         changes[0]["request"],
@@ -1280,11 +1335,23 @@ async fn access_control_answers_fit_their_schemas() {
 
     // 503: where accesses cannot be traced (no `applicative` log), every
     // traced route refuses; appending is not an access.
-    let (_bare_dir, bare, auth) = app_with(&["mss"]);
+    let (_bare_dir, bare, auth, bare_store) = app_at(&["mss"], Arc::new(SystemClock));
     let victim = auth
         .keys
         .create("victim", registre_access::Role::Auditeur, false, None)
         .expect("key");
+    let hold = bare_store
+        .add_hold(Hold {
+            id: "h-0000beef".into(),
+            reason: "placed before the applicative log went".into(),
+            filter: HoldFilter::default(),
+            created_by: "test".into(),
+            created_at: "2026-11-28T17:20:41.523118904Z".into(),
+            released_by: None,
+            released_at: None,
+        })
+        .await
+        .expect("hold");
     assert_eq!(
         post_json(&bare, &design_trace()).await.status,
         StatusCode::CREATED
@@ -1298,6 +1365,8 @@ async fn access_control_answers_fit_their_schemas() {
             let ct = body.as_ref().map(|_| "application/json");
             let uri = match path.as_str() {
                 "/v1/keys/{id}" => format!("/v1/keys/{}", victim.key.id),
+                // A hold that exists and is active.
+                "/v1/holds/{id}" => format!("/v1/holds/{}", hold.id),
                 // A proof of a trace that exists.
                 "/v1/proofs/inclusion" => "/v1/proofs/inclusion?log=mss&index=0".into(),
                 "/v1/proofs/consistency" => "/v1/proofs/consistency?log=mss&from=1&to=1".into(),
@@ -1538,7 +1607,8 @@ async fn policy_answers_fit_their_schemas() {
         r#"422 invalid-policy technique {"retention": "six months"}"#,
         r#"422 invalid-policy technique {"retention": "0 days"}"#,
         r#"422 invalid-policy technique {"retention": "6 fortnights"}"#,
-        r#"422 invalid-policy technique {"retention": "36501 days"}"#,
+        r#"422 invalid-policy technique {"retention": "36526 days"}"#,
+        r#"422 invalid-policy technique {"retention": "101 years"}"#,
         r#"422 invalid-policy nope {"retention": "nope"}"#,
         r#"404 unknown-class nope {"retention": "1 year"}"#,
         r#"404 unknown-class MSS {"retention": "1 year"}"#,
@@ -1599,6 +1669,486 @@ async fn policy_answers_fit_their_schemas() {
     assert_eq!(p["classes"][1]["retention"], previous.as_str());
     assert_eq!(p["classes"][2]["retention"], "10 years");
     assert_eq!(p["classes"][0]["source"], "config");
+}
+
+#[tokio::test]
+async fn hold_answers_fit_their_schemas() {
+    let (_dir, app) = app();
+    let doc = served_doc(&app).await;
+    let list = doc["paths"]["/v1/holds"]["get"].clone();
+    let place = doc["paths"]["/v1/holds"]["post"].clone();
+    let release = doc["paths"]["/v1/holds/{id}"]["delete"].clone();
+    let listed = || async {
+        let a = get(&app, "/v1/holds", true).await;
+        assert_eq!(a.status, StatusCode::OK);
+        assert_answer(&doc, &list, &a);
+        a.json()["holds"].as_array().expect("holds").clone()
+    };
+    assert_eq!(listed().await, Vec::<Value>::new());
+
+    // Every body example places a hold; so do a hold with no filter (it
+    // keeps everything) and a reason of 500 characters once trimmed.
+    let mut bodies: Vec<Value> = place["requestBody"]["content"]["application/json"]["examples"]
+        .as_object()
+        .expect("examples")
+        .values()
+        .map(|e| e["value"].clone())
+        .collect();
+    bodies.push(json!({"reason": "keep everything"}));
+    bodies.push(json!({"reason": format!("  {}\n", "é".repeat(500)), "action": "x-impression"}));
+    let mut placed = Vec::new();
+    for body in &bodies {
+        let a = send(&app, "post", "/v1/holds", Some(&body.to_string())).await;
+        assert_eq!(
+            a.status,
+            StatusCode::CREATED,
+            "{body}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert_answer(&doc, &place, &a);
+        let h = a.json();
+        let mut filter = body.clone();
+        let reason = filter
+            .as_object_mut()
+            .and_then(|o| o.remove("reason"))
+            .expect("reason");
+        assert_eq!(
+            h["reason"],
+            reason.as_str().expect("reason").trim(),
+            "{body}"
+        );
+        assert_eq!(h["filter"], filter, "{body}");
+        assert_eq!(h["created_by"], "admin");
+        let id = h["id"].as_str().expect("id");
+        assert!(
+            id.len() == 10
+                && id.starts_with("h-")
+                && id[2..]
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            "{id}"
+        );
+        let at = h["created_at"].as_str().expect("created_at");
+        assert!(
+            at.parse::<jiff::Timestamp>().is_ok() && at.ends_with('Z'),
+            "{at}"
+        );
+        assert!(h.get("released_at").is_none() && h.get("released_by").is_none());
+        placed.push(h);
+    }
+    assert_eq!(listed().await, placed, "listed in the order placed");
+
+    // Documented problems: nothing is traced or placed.
+    // `<status> <problem type> <body>`
+    let long = format!(r#"422 invalid-hold {{"reason": "{}"}}"#, "r".repeat(501));
+    let long_actor = format!(
+        r#"422 invalid-hold {{"reason": "x", "actor": "{}"}}"#,
+        "a".repeat(257)
+    );
+    let cases = [
+        "422 invalid-hold {",
+        "422 invalid-hold []",
+        "422 invalid-hold {}",
+        "422 invalid-hold ",
+        r#"422 invalid-hold {"reason": 5}"#,
+        r#"422 invalid-hold {"reason": ""}"#,
+        r#"422 invalid-hold {"reason": " \n\t "}"#,
+        long.as_str(),
+        r#"422 invalid-hold {"reason": "x", "zz": 1}"#,
+        r#"422 invalid-hold {"reason": "x", "filter": {"actor": "a"}}"#,
+        r#"422 invalid-hold {"reason": "x", "actor": 5}"#,
+        r#"422 invalid-hold {"reason": "x", "actor": "  "}"#,
+        long_actor.as_str(),
+        r#"422 invalid-hold {"reason": "x", "class": "MSS"}"#,
+        r#"422 invalid-hold {"reason": "x", "action": "delete"}"#,
+        r#"422 invalid-hold {"reason": "x", "since": "yesterday"}"#,
+        r#"422 invalid-hold {"reason": "x", "until": "2026-11-28T15:42:07"}"#,
+    ];
+    for case in cases {
+        let mut parts = case.splitn(3, ' ');
+        let (Some(status), Some(kind), Some(body)) = (parts.next(), parts.next(), parts.next())
+        else {
+            panic!("case {case}");
+        };
+        let a = send(&app, "post", "/v1/holds", Some(body)).await;
+        assert_eq!(
+            (a.status.as_str(), a.content_type.as_str()),
+            (status, "application/problem+json"),
+            "{case}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert_eq!(
+            a.json()["type"],
+            format!("urn:registre:problem:{kind}"),
+            "{case}"
+        );
+        assert_answer(&doc, &place, &a);
+    }
+    assert_eq!(listed().await, placed, "nothing placed");
+
+    // Release: once (200, the hold released), not twice (409).
+    let mut released = Vec::new();
+    for h in &placed {
+        let uri = format!("/v1/holds/{}", h["id"].as_str().expect("id"));
+        let a = send(&app, "delete", &uri, None).await;
+        assert_eq!(a.status, StatusCode::OK, "{uri}");
+        assert_answer(&doc, &release, &a);
+        let r = a.json();
+        let mut active = r.clone();
+        let obj = active.as_object_mut().expect("hold");
+        assert_eq!(obj.remove("released_by"), Some(json!("admin")));
+        let at = obj.remove("released_at").expect("released_at");
+        assert!(
+            at.as_str()
+                .is_some_and(|t| t.parse::<jiff::Timestamp>().is_ok() && t.ends_with('Z')),
+            "{at}"
+        );
+        assert_eq!(&active, h, "only the release is added");
+        let a = send(&app, "delete", &uri, None).await;
+        assert_eq!(
+            (a.status, a.json()["type"].as_str()),
+            (
+                StatusCode::CONFLICT,
+                Some("urn:registre:problem:hold-conflict")
+            ),
+            "{uri} again"
+        );
+        assert_answer(&doc, &release, &a);
+        released.push(r);
+    }
+    for uri in ["/v1/holds/h-00000000", "/v1/holds/nope"] {
+        let a = send(&app, "delete", uri, None).await;
+        assert_eq!(
+            (a.status, a.json()["type"].as_str()),
+            (
+                StatusCode::NOT_FOUND,
+                Some("urn:registre:problem:unknown-hold")
+            ),
+            "{uri}"
+        );
+        assert_answer(&doc, &release, &a);
+    }
+    assert_eq!(listed().await, released, "released holds stay listed");
+
+    // Traced in `applicative`: each placement and release before it
+    // applies (`politique`), each listing (`recherche`); refusals are not.
+    let changes = found(
+        &app,
+        "/v1/traces?class=applicative&actor=admin&action=politique&limit=1000",
+    )
+    .await;
+    assert_eq!(changes.len(), 2 * placed.len(), "{changes:#?}");
+    for h in &placed {
+        let id = h["id"].as_str().expect("id");
+        let reason = h["reason"].as_str().expect("reason");
+        let t = changes
+            .iter()
+            .find(|t| t["request"] == format!("/v1/holds?id={id}"))
+            .unwrap_or_else(|| panic!("placing {id} is traced"));
+        assert_eq!(t["target"]["resource"], "/v1/holds");
+        assert_eq!(t["response"]["status"], "201");
+        let text = t["response"]["text"].as_str().expect("text");
+        assert!(
+            text.starts_with(&format!("legal hold {id} placed on ")),
+            "{text}"
+        );
+        assert!(text.ends_with(&format!(": {reason}")), "{text}");
+        let t = changes
+            .iter()
+            .find(|t| t["request"] == format!("/v1/holds/{id}"))
+            .unwrap_or_else(|| panic!("releasing {id} is traced"));
+        assert_eq!(t["target"]["resource"], format!("/v1/holds/{id}"));
+        assert_eq!(t["response"]["status"], "200");
+        assert!(
+            t["response"]["text"].as_str().is_some_and(
+                |s| s.starts_with(&format!("legal hold {id} released (placed by admin: "))
+            ),
+            "{t}"
+        );
+        assert_eq!(t["outcome"], "success");
+        assert_eq!(t["actor"], json!({"id": "admin", "auth": "apikey"}));
+    }
+    let listings = found(
+        &app,
+        "/v1/traces?class=applicative&actor=admin&action=recherche&limit=1000",
+    )
+    .await;
+    let listings: Vec<&Value> = listings
+        .iter()
+        .filter(|t| t["request"] == "/v1/holds")
+        .collect();
+    assert_eq!(listings.len(), 4, "one per listing");
+    let n = placed.len();
+    assert_eq!(
+        listings[0]["response"]["text"],
+        format!("{n} legal holds (0 active)")
+    );
+    assert_eq!(
+        listings[1]["response"]["text"],
+        format!("{n} legal holds ({n} active)")
+    );
+    assert_eq!(listings[3]["response"]["text"], "0 legal holds (0 active)");
+}
+
+/// Days, in seconds.
+const DAY: i64 = 86_400;
+
+#[tokio::test]
+async fn purge_answers_fit_their_schemas() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let (_dir, app, _, _) = app_at(&["mss", "technique", "applicative"], clock.clone());
+    let doc = served_doc(&app).await;
+    let purge = doc["paths"]["/v1/purge"]["post"].clone();
+    let examples = purge["requestBody"]["content"]["application/json"]["examples"].clone();
+    let (dry, real) = (
+        examples["dry-run"]["value"].to_string(),
+        examples["purge"]["value"].to_string(),
+    );
+    assert_eq!(
+        (
+            examples["dry-run"]["value"]["dry_run"].as_bool(),
+            examples["purge"]["value"]["dry_run"].as_bool()
+        ),
+        (Some(true), Some(false))
+    );
+    let run = |body: Option<&str>| {
+        let (app, body) = (app.clone(), body.map(str::to_owned));
+        async move {
+            let ct = body.as_ref().map(|_| "application/json");
+            call(&app, "post", "/v1/purge", true, ct, body).await
+        }
+    };
+    // The report of a served purge: it fits, one entry per log in the
+    // policy's order, each counted back from `at` by its retention.
+    let report = |a: Answer, dry_run: bool| {
+        assert_eq!(
+            a.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert_answer(&doc, &purge, &a);
+        let r = a.json();
+        assert_eq!(r["dry_run"], dry_run);
+        let at: jiff::Timestamp = r["at"].as_str().expect("at").parse().expect("at");
+        assert_eq!(at.as_microsecond(), clock.now(), "the store's clock");
+        let logs = r["logs"].as_array().expect("logs").clone();
+        let names: Vec<&str> = logs
+            .iter()
+            .map(|l| l["log"].as_str().expect("log"))
+            .collect();
+        assert_eq!(names, ["mss", "technique", "applicative"]);
+        for (l, retention) in logs.iter().zip(["6 months", "1 year", "20 years"]) {
+            assert_eq!(l["retention"], retention);
+            let cutoff: jiff::Timestamp = l["cutoff"]
+                .as_str()
+                .expect("cutoff")
+                .parse()
+                .expect("cutoff");
+            let want = Retention::parse(retention)
+                .expect("retention")
+                .cutoff(clock.now());
+            assert_eq!(cutoff.as_microsecond(), want, "{l}");
+            assert_eq!(l["first"].is_null(), l["segments"] == 0, "{l}");
+            assert_eq!(l["end"].is_null(), l["segments"] == 0, "{l}");
+        }
+        logs
+    };
+    let nothing = |l: &Value| {
+        l["segments"] == 0
+            && l["purged"] == 0
+            && l["held"] == 0
+            && l["bytes"] == 0
+            && l["first"].is_null()
+            && l["end"].is_null()
+    };
+    let purges = || found(&app, "/v1/traces?class=technique&action=purge&limit=1000");
+    let mss = || found(&app, "/v1/traces?class=mss&limit=1000");
+
+    // `mss`: 30 traces of one author, then 20 of another; a legal hold on
+    // the first author's `mss` traces.
+    let mut other = design_trace();
+    other["actor"]["id"] = json!("810009999999");
+    let batch = [vec![design_trace(); 30], vec![other; 20]].concat();
+    assert_eq!(
+        post_json(&app, &Value::Array(batch)).await.status,
+        StatusCode::CREATED
+    );
+    let hold = place_hold(
+        &app,
+        json!({"reason": "litigation", "actor": "810001234567", "class": "mss"}),
+    )
+    .await;
+
+    // Nothing is past retention yet: neither a dry run nor a purge takes
+    // anything, and a purge that takes nothing is not traced.
+    for l in report(run(Some(&dry)).await, true) {
+        assert!(nothing(&l), "{l}");
+    }
+    for l in report(run(None).await, false) {
+        assert!(nothing(&l), "{l}");
+    }
+    assert_eq!(purges().await.len(), 0);
+
+    // 200 days later the `mss` traces are past their 6 months.
+    clock.advance_secs(200 * DAY);
+
+    // Documented problems: nothing is traced or destroyed.
+    for body in [
+        "{",
+        "[]",
+        "null",
+        "true",
+        r#"{"dry_run": "yes"}"#,
+        r#"{"dry_run": 1}"#,
+        r#"{"dry_run": true, "log": "mss"}"#,
+    ] {
+        let a = run(Some(body)).await;
+        assert_eq!(
+            (a.status, a.content_type.as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "application/problem+json"),
+            "{body}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert_eq!(a.json()["type"], "urn:registre:problem:invalid-purge");
+        assert_answer(&doc, &purge, &a);
+    }
+    assert_eq!(mss().await.len(), 50);
+
+    // A hold with no filter keeps everything.
+    let all = place_hold(&app, json!({"reason": "keep everything"})).await;
+    let m = &report(run(Some(&dry)).await, true)[0];
+    assert_eq!((&m["purged"], &m["held"]), (&json!(0), &json!(50)), "{m}");
+    let a = send(&app, "delete", &format!("/v1/holds/{all}"), None).await;
+    assert_eq!(a.status, StatusCode::OK);
+
+    // A dry run says what would go and what the hold keeps; it destroys
+    // nothing.
+    let planned = report(run(Some(&dry)).await, true);
+    let m = &planned[0];
+    assert_eq!(
+        (
+            &m["segments"],
+            &m["first"],
+            &m["end"],
+            &m["purged"],
+            &m["held"]
+        ),
+        (&json!(1), &json!(0), &json!(50), &json!(20), &json!(30)),
+        "{m}"
+    );
+    assert!(m["bytes"].as_u64().is_some_and(|b| b > 0), "{m}");
+    assert!(nothing(&planned[1]) && nothing(&planned[2]), "{planned:?}");
+    assert_eq!(mss().await.len(), 50);
+    assert_eq!(purges().await.len(), 0);
+
+    // The purge does it (no body: a real purge).
+    let done = report(run(None).await, false);
+    assert_eq!(done, planned, "the purge is the plan");
+    let kept = mss().await;
+    assert_eq!(kept.len(), 30, "the held traces stay");
+    assert!(kept.iter().all(|t| t["actor"]["id"] == "810001234567"));
+    // Traced, in `technique`, before it destroyed.
+    let traced = purges().await;
+    assert_eq!(traced.len(), 1, "{traced:#?}");
+    let t = &traced[0];
+    assert_eq!(t["class"], "technique");
+    assert_eq!(t["actor"], json!({"id": "admin", "auth": "apikey"}));
+    assert_eq!(t["request"], "/v1/purge?log=mss&range=0..50");
+    assert_eq!(t["target"]["resource"], "/v1/purge");
+    assert_eq!(t["outcome"], "success");
+    assert_eq!(
+        t["response"],
+        json!({
+            "status": "200",
+            "text": format!(
+                "on demand: log mss indexes 0..50: 20 traces past retention (6 months, \
+                 received before {}) destroyed with their segments' keys; 30 kept by legal holds",
+                m["cutoff"].as_str().expect("cutoff")
+            )
+        })
+    );
+
+    // Released, the hold keeps nothing: the next purge takes its traces.
+    let a = send(&app, "delete", &format!("/v1/holds/{hold}"), None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let done = report(run(Some(&real)).await, false);
+    let m = &done[0];
+    assert_eq!(
+        (
+            &m["segments"],
+            &m["first"],
+            &m["end"],
+            &m["purged"],
+            &m["held"]
+        ),
+        (&json!(1), &json!(0), &json!(30), &json!(30), &json!(0)),
+        "{m}"
+    );
+    assert!(nothing(&done[1]) && nothing(&done[2]), "{done:?}");
+    assert_eq!(mss().await.len(), 0);
+    let traced = purges().await;
+    assert_eq!(traced.len(), 2);
+    assert_eq!(traced[0]["request"], "/v1/purge?log=mss&range=0..30");
+    // Nothing is left to take.
+    for l in report(run(Some(&real)).await, false) {
+        assert!(nothing(&l), "{l}");
+    }
+    assert_eq!(purges().await.len(), 2);
+
+    // Each dry run is an `applicative` trace, with its count.
+    let dry_runs: Vec<Value> = found(
+        &app,
+        "/v1/traces?class=applicative&actor=admin&action=recherche&limit=1000",
+    )
+    .await
+    .into_iter()
+    .filter(|t| t["target"]["resource"] == "/v1/purge")
+    .collect();
+    let texts: Vec<&str> = dry_runs
+        .iter()
+        .map(|t| {
+            assert_eq!(t["request"], "/v1/purge?dry_run=true");
+            t["response"]["text"].as_str().expect("text")
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "purge dry run: 20 traces would go",
+            "purge dry run: 0 traces would go",
+            "purge dry run: 0 traces would go"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn purge_cannot_happen_untraced() {
+    // No `technique` log: a purge that would take anything cannot be
+    // traced, so it does not happen.
+    let clock = Arc::new(ManualClock::starting_now());
+    let (_dir, app, _, _) = app_at(&["mss", "applicative"], clock.clone());
+    let doc = served_doc(&app).await;
+    let purge = doc["paths"]["/v1/purge"]["post"].clone();
+    assert_eq!(
+        post_json(&app, &Value::Array(vec![design_trace(); 10]))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    clock.advance_secs(200 * DAY);
+    // A dry run is traced in `applicative`: served.
+    let a = send(&app, "post", "/v1/purge", Some(r#"{"dry_run": true}"#)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_answer(&doc, &purge, &a);
+    assert_eq!(a.json()["logs"][0]["purged"], 10);
+    for body in [None, Some(r#"{"dry_run": false}"#)] {
+        let a = send(&app, "post", "/v1/purge", body).await;
+        assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{body:?}");
+        assert_eq!(a.json()["type"], "urn:registre:problem:unavailable");
+        assert_answer(&doc, &purge, &a);
+    }
+    assert_eq!(found(&app, "/v1/traces?class=mss").await.len(), 10);
 }
 
 #[tokio::test]

@@ -231,6 +231,76 @@ impl MasterKey {
     }
 }
 
+const BLOB_MAGIC: &[u8; 8] = b"RGBLB\0\0\x01";
+
+impl MasterKey {
+    /// Seals a small file (`magic ‖ master id ‖ nonce ‖ ciphertext ‖ tag`).
+    pub fn seal_blob(&self, label: &str, plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut out = Vec::with_capacity(28 + plain.len() + TAG_LEN);
+        out.extend_from_slice(BLOB_MAGIC);
+        out.extend_from_slice(&self.id);
+        let mut nonce = [0u8; NONCE_LEN];
+        random(&mut nonce)?;
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plain);
+        let aad = wrap_aad(&self.id, label);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&aad[..]),
+                &mut out[28..],
+            )
+            .map_err(|_| CryptoError::Random("sealing failed".into()))?;
+        out.extend_from_slice(tag.as_ref());
+        Ok(out)
+    }
+
+    /// Opens what [`MasterKey::seal_blob`] sealed.
+    pub fn open_blob(
+        &self,
+        path: &Path,
+        label: &str,
+        blob: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let id = blob_master(path, blob)?;
+        if id != self.id {
+            return Err(CryptoError::OtherMaster {
+                path: path.to_owned(),
+                expected: self.id(),
+                found: hex(&id),
+            });
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&blob[16..28]);
+        let mut buf = Zeroizing::new(blob[28..].to_vec());
+        let aad = wrap_aad(&self.id, label);
+        let n = self
+            .key
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&aad[..]),
+                &mut buf[..],
+            )
+            .map_err(|_| CryptoError::Unwrap(path.to_owned()))?
+            .len();
+        buf.truncate(n);
+        Ok(buf)
+    }
+}
+
+fn blob_master(path: &Path, blob: &[u8]) -> Result<[u8; 8], CryptoError> {
+    if blob.len() < 28 + TAG_LEN || &blob[..8] != BLOB_MAGIC {
+        return Err(CryptoError::MalformedKeyFile {
+            path: path.to_owned(),
+            reason: "not a sealed registre file",
+        });
+    }
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&blob[8..16]);
+    Ok(id)
+}
+
 /// The id of the master key that wrapped a key file.
 pub fn key_file_master(path: &Path, file: &[u8]) -> Result<[u8; 8], CryptoError> {
     if file.len() != KEY_FILE_LEN {
@@ -332,6 +402,18 @@ impl SegmentKeys {
             .ok()
     }
 
+    /// A 128-bit authentication tag of `data` under the index key (the
+    /// purge history's records).
+    pub fn mac(&self, data: &[u8]) -> [u8; 16] {
+        let mut ctx = hmac::Context::with_key(&self.index);
+        ctx.update(b"registre mac v1\0");
+        ctx.update(data);
+        let tag = ctx.sign();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&tag.as_ref()[..16]);
+        out
+    }
+
     /// The blind index value of `value` in this segment.
     pub fn blind(&self, domain: Blind, value: &[u8]) -> u64 {
         let mut ctx = hmac::Context::with_key(&self.index);
@@ -374,6 +456,18 @@ fn master_id_path(data: &Path) -> PathBuf {
 /// The directory of a log's data keys.
 pub fn data_key_dir(data: &Path, log: &str) -> PathBuf {
     data.join("keys").join("data").join(log)
+}
+
+/// A data key file of the directory, if any.
+fn any_key_file(data: &Path) -> Option<PathBuf> {
+    let root = data.join("keys").join("data");
+    std::fs::read_dir(root).ok()?.flatten().find_map(|d| {
+        std::fs::read_dir(d.path())
+            .ok()?
+            .flatten()
+            .map(|f| f.path())
+            .find(|p| p.extension().is_some_and(|e| e == "key"))
+    })
 }
 
 /// True when the data directory already holds any data key.
@@ -421,7 +515,26 @@ pub fn load_master(data: &Path, file: Option<&Path>) -> Result<MasterKey, Crypto
             });
         }
         Some(_) => {}
-        None => write_secret(&master_id_path(data), format!("{}\n", key.id()).as_bytes())?,
+        None => {
+            // No record of the directory's key (an older directory, or
+            // master.id lost): the key must open an existing key file.
+            if let Some(path) = any_key_file(data)
+                && let Ok(raw) = std::fs::read(&path)
+            {
+                let log = path
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                key.unwrap(&path, &key_label(&log, &path), &raw)
+                    .map_err(|_| CryptoError::WrongMaster {
+                        path: path.clone(),
+                        expected: hex(&key_file_master(&path, &raw).unwrap_or_default()),
+                        found: key.id(),
+                    })?;
+            }
+            write_secret(&master_id_path(data), format!("{}\n", key.id()).as_bytes())?
+        }
     }
     Ok(key)
 }
@@ -509,6 +622,15 @@ pub fn rotate_master(
             out.rewrapped += 1;
         }
         progress(i + 1, total);
+    }
+    // Other files sealed by the master key (the legal holds).
+    let holds = data.join("holds.sealed");
+    if let Ok(raw) = std::fs::read(&holds)
+        && blob_master(&holds, &raw)? != new.id
+    {
+        let plain = old.open_blob(&holds, "registre holds v1", &raw)?;
+        write_secret(&holds, &new.seal_blob("registre holds v1", &plain)?)?;
+        out.rewrapped += 1;
     }
     write_secret(&master_id_path(data), format!("{}\n", new.id()).as_bytes())?;
     Ok(out)

@@ -74,3 +74,12 @@ pub enum IntegrityError {
     #[error("storage error: {0}")]
     Io(#[from] io::Error),
 }
+
+/// A purge failed part way; what was purged before the failure is recorded
+/// in each log's purge history.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PurgeError {
+    #[error("the purge failed: {0}")]
+    Failed(String),
+}

@@ -14,6 +14,7 @@ pub mod crypto;
 mod cursor;
 mod embedded;
 mod error;
+pub mod hold;
 pub mod keys;
 mod query;
 mod store;
@@ -23,9 +24,10 @@ pub use cursor::Cursor;
 pub use embedded::SignedCheckpoint;
 pub use embedded::{
     EmbeddedOptions, EmbeddedStore, Failure, LogPurge, PurgeReport, PurgeRequest, Report,
-    commitment, data_dir_bytes, verify_data_dir,
+    commitment, data_dir_bytes, lock_dir, verify_data_dir,
 };
-pub use error::{AppendError, IntegrityError, OpenError, SearchError};
+pub use error::{AppendError, IntegrityError, OpenError, PurgeError, SearchError};
+pub use hold::{Hold, HoldError, HoldFilter};
 pub use query::{Page, Query, StoredRecord};
 pub use store::{BoxFuture, LogInfo, LogStats, Receipt, Store};
 

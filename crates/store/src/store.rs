@@ -10,7 +10,10 @@ use uuid::Uuid;
 use registre_log::merkle::Hash;
 use registre_log::tile::TilePath;
 
-use crate::{AppendError, IntegrityError, Page, Query, SearchError, SignedCheckpoint};
+use crate::{
+    AppendError, Hold, HoldError, IntegrityError, Page, PurgeError, PurgeReport, PurgeRequest,
+    Query, SearchError, SignedCheckpoint,
+};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -84,6 +87,24 @@ pub trait Store: Send + Sync + 'static {
     /// RFC 6962 consistency proof between two tree sizes.
     fn consistency_proof(&self, log: &str, from: u64, to: u64)
     -> Result<Vec<Hash>, IntegrityError>;
+
+    /// Destroys, in each log of `req.retention`, the traces past its
+    /// retention that no active legal hold (nor `req.holds`) matches:
+    /// whole segments, data key first (crypto-shredding). Commitments,
+    /// tiles and checkpoints stay.
+    fn purge(&self, req: PurgeRequest) -> BoxFuture<'_, Result<PurgeReport, PurgeError>>;
+
+    /// Every legal hold, released ones included.
+    fn holds(&self) -> Vec<Hold>;
+
+    fn add_hold(&self, hold: Hold) -> BoxFuture<'_, Result<Hold, HoldError>>;
+
+    fn release_hold(
+        &self,
+        id: String,
+        by: String,
+        at: String,
+    ) -> BoxFuture<'_, Result<Hold, HoldError>>;
 }
 
 /// A log as the integrity surface describes it.

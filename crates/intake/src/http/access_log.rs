@@ -18,13 +18,38 @@ pub async fn record(
     status: u16,
     summary: String,
 ) -> Result<(), Problem> {
-    let Ok(class) = ClassName::new(ClassName::APPLICATIVE) else {
-        return Err(Problem::unavailable("the applicative class is missing"));
+    record_in(
+        st,
+        ClassName::APPLICATIVE,
+        who,
+        action,
+        route,
+        query,
+        status,
+        summary,
+    )
+    .await
+}
+
+/// Records an operation on the journal in `class`.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_in(
+    st: &AppState,
+    class: &str,
+    who: &Principal,
+    action: Action,
+    route: &str,
+    query: &str,
+    status: u16,
+    summary: String,
+) -> Result<(), Problem> {
+    let Ok(class) = ClassName::new(class) else {
+        return Err(Problem::unavailable("bad class name"));
     };
     if !st.classes.contains(&class) {
-        return Err(Problem::unavailable(
-            "the applicative class is not configured: accesses cannot be traced",
-        ));
+        return Err(Problem::unavailable(format!(
+            "the {class} class is not configured: this operation cannot be traced"
+        )));
     }
     let mut request = if query.is_empty() {
         route.to_owned()

@@ -84,6 +84,10 @@ pub const ROUTES: &[(&str, &str, &[Role])] = &[
     ("DELETE", "/v1/keys/{id}", &[Role::Admin]),
     ("GET", "/v1/policy", &[Role::Auditeur]),
     ("PUT", "/v1/policy/{class}", &[Role::Admin]),
+    ("POST", "/v1/purge", &[Role::Admin]),
+    ("GET", "/v1/holds", &[Role::Admin]),
+    ("POST", "/v1/holds", &[Role::Admin]),
+    ("DELETE", "/v1/holds/{id}", &[Role::Admin]),
 ];
 
 /// The roles a route accepts, if it is a `/v1` route.

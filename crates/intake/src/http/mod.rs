@@ -19,6 +19,7 @@ mod integrity;
 mod keys;
 mod policy;
 mod problem;
+pub mod retention;
 mod search;
 mod traces;
 
@@ -91,6 +92,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/keys/{id}", axum::routing::delete(keys::revoke))
         .route("/v1/policy", get(policy::show))
         .route("/v1/policy/{class}", axum::routing::put(policy::set))
+        .route("/v1/purge", axum::routing::post(retention::purge))
+        .route(
+            "/v1/holds",
+            get(retention::list_holds).post(retention::add_hold),
+        )
+        .route(
+            "/v1/holds/{id}",
+            axum::routing::delete(retention::release_hold),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_role,
@@ -132,6 +142,9 @@ async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) -> R
         Some("/v1/keys/{id}") => "/v1/keys/{id}",
         Some("/v1/policy") => "/v1/policy",
         Some("/v1/policy/{class}") => "/v1/policy/{class}",
+        Some("/v1/purge") => "/v1/purge",
+        Some("/v1/holds") => "/v1/holds",
+        Some("/v1/holds/{id}") => "/v1/holds/{id}",
         Some("/logs/{log}/checkpoint") => "/logs/{log}/checkpoint",
         Some("/logs/{log}/tile/{*rest}") => "/logs/{log}/tile",
         Some("/healthz") => "/healthz",

@@ -95,11 +95,16 @@ impl SegmentHeader {
         let class = std::str::from_utf8(&h[25..25 + n])
             .map_err(|_| "class name in segment header is not UTF-8")?
             .to_owned();
+        let hold = match h[57] {
+            0 => false,
+            1 => true,
+            _ => return Err("unknown segment kind in segment header"),
+        };
         Ok(SegmentHeader {
             first_index: u64_at(h, 8),
             period_start: u64_at(h, 16) as i64,
             class,
-            hold: h[57] == 1,
+            hold,
         })
     }
 }

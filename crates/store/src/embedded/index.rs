@@ -53,6 +53,25 @@ pub fn keys_of(keys: &SegmentKeys, t: &StoredTrace) -> Keys {
     ]
 }
 
+/// Unkeyed index values (FNV-1a 64), for `EmbeddedOptions::at_rest_crypto`
+/// off only: a measurement of what the blind indexes cost.
+pub fn keys_of_plain(t: &StoredTrace) -> Keys {
+    let h = |key: Key, v: &str| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in std::iter::once(key as u8).chain(v.bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        (key, h)
+    };
+    [
+        Some(h(Key::Actor, &t.actor.id)),
+        Some(h(Key::Action, t.action.as_str())),
+        t.mailbox().map(|m| h(Key::Mailbox, m)),
+        t.patient_id().map(|p| h(Key::Patient, p)),
+    ]
+}
+
 /// Where a record is in its segment file.
 #[derive(Debug, Clone, Copy)]
 pub struct Loc {

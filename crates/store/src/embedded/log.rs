@@ -36,6 +36,8 @@ pub struct LogOptions {
     /// `<data>/keys/data/<log>`.
     pub key_dir: PathBuf,
     pub clock: Arc<dyn Clock>,
+    /// Seal records and blind the indexes (off only to measure their cost).
+    pub at_rest_crypto: bool,
 }
 
 /// A search result with its reception time (for merging logs).
@@ -123,7 +125,31 @@ impl Log {
         vfs.create_dir_all(&dir).map_err(io(&dir))?;
         vfs.create_dir_all(&opts.key_dir)
             .map_err(io(&opts.key_dir))?;
-        let (history_file, history) = purged::open(&*vfs, &dir).map_err(io(&dir))?;
+        // The history key authenticates the purge records.
+        let history_key = match load_keys(&*vfs, &opts, &name, "purged", &dir.join("purged")) {
+            Ok(k) => k,
+            Err(e) => {
+                let nonempty = vfs
+                    .open(&dir.join("purged"), false)
+                    .and_then(|f| f.len())
+                    .is_ok_and(|l| l > 0);
+                if nonempty {
+                    return Err(e);
+                }
+                create_keys(&*vfs, &opts, &name, "purged").map_err(io(&opts.key_dir))?
+            }
+        };
+        let (history_file, history, forged) =
+            purged::open(&*vfs, &dir, &history_key).map_err(io(&dir))?;
+        if let Some(at) = forged.first() {
+            return Err(OpenError::Corrupt {
+                path: dir.join("purged"),
+                offset: *at,
+                reason: "a purge record does not authenticate with the log's history key: \
+                         segments may have been deleted by hand and the record forged"
+                    .into(),
+            });
+        }
         let purged_upto = history.purged_upto();
         let live_holds = history.live_holds();
 
@@ -159,6 +185,16 @@ impl Log {
             let file = vfs.open(&path, false).map_err(io(&path))?;
             let len = file.len().map_err(io(&path))?;
             let header = read_header(&*file, &path, len)?;
+            if !header.hold || header.class != name.as_str() {
+                return Err(OpenError::Corrupt {
+                    path,
+                    offset: 0,
+                    reason: format!(
+                        "not a hold segment of log `{name}` (header: log `{}`, hold {})",
+                        header.class, header.hold
+                    ),
+                });
+            }
             let keys = load_keys(&*vfs, &opts, &name, &stem_of(fname), &path)?;
             let (index, end, _) = scan(&path, &*file, &header, len, false, &name, &keys)?;
             if end != len {
@@ -258,9 +294,23 @@ impl Log {
             .collect();
         for kname in vfs.list(&opts.key_dir).map_err(io(&opts.key_dir))? {
             if let Some(stem) = kname.strip_suffix(".key")
+                && stem != "purged"
                 && !stems.iter().any(|s| s == stem)
             {
                 shred(&*vfs, &opts.key_dir, stem).map_err(io(&opts.key_dir))?;
+            }
+            // A key file a crash left half-replaced (rotation): the rename
+            // never happened, the original is intact.
+            if let Some(stem) = kname.strip_suffix(".tmp") {
+                let path = opts.key_dir.join(&kname);
+                if let Ok(f) = vfs.open(&path, false) {
+                    let len = f.len().map_err(io(&path))?;
+                    f.write_all_at(&vec![0u8; len as usize], 0)
+                        .map_err(io(&path))?;
+                    f.sync_data().map_err(io(&path))?;
+                }
+                vfs.remove(&path).map_err(io(&path))?;
+                tracing::warn!(log = %name, key = %stem, "removed a key file left by an interrupted rotation");
             }
         }
         let hold_gen = history.last_hold_gen();
@@ -325,6 +375,7 @@ impl Log {
             tree: tree.clone(),
             history_file,
             history,
+            history_key,
             hold_gen,
             poison: poison.clone(),
             frame: FrameWriter::new(),
@@ -465,7 +516,7 @@ impl Log {
                         return Ok((hits, Stop::Budget(index + 1)));
                     }
                     examined += 1;
-                    let record = read_record(&seg, loc, &mut buf, &self.name, index)?;
+                    let record = read_record(seg, loc, &mut buf, &self.name, index)?;
                     if filter.matches(&record.trace) {
                         hits.push(LogHit {
                             received_at,
@@ -807,6 +858,7 @@ struct Writer {
     tree: Arc<Tree>,
     history_file: Arc<dyn VFile>,
     history: purged::History,
+    history_key: SegmentKeys,
     /// Generation of the newest hold segment.
     hold_gen: u32,
     poison: Poison,
@@ -986,12 +1038,16 @@ impl Writer {
                 if self.opts.merkle {
                     commitments.push(commitment(&self.frame.buf[plain_start..]));
                 }
-                let tag = seg.keys.seal(
-                    self.name.as_str(),
-                    index,
-                    nonce,
-                    &mut self.frame.buf[plain_start..],
-                );
+                let tag = if self.opts.at_rest_crypto {
+                    seg.keys.seal(
+                        self.name.as_str(),
+                        index,
+                        nonce,
+                        &mut self.frame.buf[plain_start..],
+                    )
+                } else {
+                    [0; 16]
+                };
                 self.frame.buf.extend_from_slice(&tag);
                 let (off, len) = self.frame.close_record(rec_start);
                 pending.push(Pending {
@@ -999,7 +1055,11 @@ impl Writer {
                         offset: self.write_pos + off as u64,
                         len,
                     },
-                    trace_keys: keys_of(&seg.keys, &stored),
+                    trace_keys: if self.opts.at_rest_crypto {
+                        keys_of(&seg.keys, &stored)
+                    } else {
+                        super::index::keys_of_plain(&stored)
+                    },
                 });
                 rec.push((
                     pos,
@@ -1538,7 +1598,12 @@ impl Writer {
             record.new_hold = self.hold_gen;
             Some(self.write_hold(self.hold_gen, seg.header.period_start, kept)?)
         };
-        purged::append(&*self.history_file, &mut self.history, record)?;
+        purged::append(
+            &*self.history_file,
+            &mut self.history,
+            record,
+            &self.history_key,
+        )?;
         {
             let mut segs = self.segments.write().unwrap_or_else(|p| p.into_inner());
             segs.retain(|s| !Arc::ptr_eq(s, seg));

@@ -46,8 +46,8 @@ use registre_log::note::Signer;
 use registre_log::tile::TilePath;
 
 use crate::{
-    AppendError, BoxFuture, Cursor, IntegrityError, LogInfo, LogStats, OpenError, Page, Query,
-    Receipt, SearchError, Store,
+    AppendError, BoxFuture, Cursor, Hold, HoldError, IntegrityError, LogInfo, LogStats, OpenError,
+    Page, PurgeError, Query, Receipt, SearchError, Store,
 };
 
 /// How the embedded store is run.
@@ -84,6 +84,11 @@ pub struct EmbeddedOptions {
     pub master_key_file: Option<PathBuf>,
     /// Where reception times and retention read the time.
     pub clock: Arc<dyn Clock>,
+    /// Records sealed and indexes blinded (the default). Off ONLY to
+    /// measure their cost in `registre-bench`: a store written without them
+    /// cannot be read back.
+    #[doc(hidden)]
+    pub at_rest_crypto: bool,
 }
 
 impl EmbeddedOptions {
@@ -101,12 +106,14 @@ impl EmbeddedOptions {
             master_key: None,
             master_key_file: None,
             clock: Arc::new(SystemClock),
+            at_rest_crypto: true,
         }
     }
 }
 
 pub struct EmbeddedStore {
     dir: PathBuf,
+    holds: Arc<crate::hold::HoldBook>,
     logs: BTreeMap<String, Arc<Log>>,
     clock: Arc<dyn Clock>,
     signer: Arc<Signer>,
@@ -144,19 +151,14 @@ impl EmbeddedStore {
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
             .create(dir)
             .map_err(io)?;
-        let lock_path = dir.join("LOCK");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(OpenError::Locked(dir.to_owned())),
-            Err(TryLockError::Error(e)) => return Err(io(e)),
-        }
+        let lock = lock_dir(dir)?;
         let mut opts = opts;
+        if opts.master_key.is_none() {
+            // Checked before anything in the directory is touched.
+            let master = crate::crypto::load_master(dir, opts.master_key_file.as_deref())
+                .map_err(|e| OpenError::Key(e.to_string()))?;
+            opts.master_key = Some(Arc::new(master));
+        }
         if opts.signer.is_none() {
             let name = format!("{}/registre", opts.instance);
             // A journal with signed history must keep its key: a new one
@@ -177,22 +179,26 @@ impl EmbeddedStore {
             })?;
             opts.signer = Some(Arc::new(signer));
         }
-        if opts.master_key.is_none() {
-            // Checked before anything in the directory is touched.
-            let master = crate::crypto::load_master(dir, opts.master_key_file.as_deref())
-                .map_err(|e| OpenError::Key(e.to_string()))?;
-            opts.master_key = Some(Arc::new(master));
-        }
-        let mut store = Self::open_with_vfs(dir, opts, Arc::new(OsVfs))?;
+        let mut store = Self::open_inner(dir, opts, Arc::new(OsVfs), true)?;
         store._lock = Some(lock);
         Ok(store)
     }
 
     /// Opens on any storage backend (no process lock): for fault injection.
+    /// Legal holds are kept in memory only here.
     pub fn open_with_vfs(
         dir: &Path,
         opts: EmbeddedOptions,
         vfs: Arc<dyn Vfs>,
+    ) -> Result<EmbeddedStore, OpenError> {
+        Self::open_inner(dir, opts, vfs, false)
+    }
+
+    fn open_inner(
+        dir: &Path,
+        opts: EmbeddedOptions,
+        vfs: Arc<dyn Vfs>,
+        persistent_holds: bool,
     ) -> Result<EmbeddedStore, OpenError> {
         let signer = match &opts.signer {
             Some(s) => s.clone(),
@@ -205,10 +211,20 @@ impl EmbeddedStore {
                 })?,
             ),
         };
-        let master = opts.master_key.clone().ok_or_else(|| OpenError::Io {
-            path: dir.join("keys"),
-            source: std::io::Error::other("open_with_vfs needs EmbeddedOptions::master_key"),
-        })?;
+        // Without a given key, an ephemeral one (like the signer): a store
+        // reopened on the same files must be given the same key.
+        let master = match &opts.master_key {
+            Some(m) => m.clone(),
+            None => Arc::new(
+                crate::crypto::MasterKey::generate()
+                    .map_err(|e| OpenError::Key(e.to_string()))?
+                    .0,
+            ),
+        };
+        let holds = Arc::new(
+            crate::hold::HoldBook::open(persistent_holds.then_some(dir), master.clone())
+                .map_err(|e| OpenError::Key(e.to_string()))?,
+        );
         let mut logs = BTreeMap::new();
         for class in &opts.classes {
             let log_dir = dir.join("logs").join(class.as_str());
@@ -226,6 +242,7 @@ impl EmbeddedStore {
                 master: master.clone(),
                 key_dir: crate::crypto::data_key_dir(dir, class.as_str()),
                 clock: opts.clock.clone(),
+                at_rest_crypto: opts.at_rest_crypto,
             };
             let log = Log::open(class.clone(), log_dir, vfs.clone(), lopts)?;
             logs.insert(class.as_str().to_owned(), Arc::new(log));
@@ -237,6 +254,7 @@ impl EmbeddedStore {
         ));
         Ok(EmbeddedStore {
             dir: dir.to_owned(),
+            holds,
             logs,
             clock: opts.clock.clone(),
             signer,
@@ -273,8 +291,10 @@ impl EmbeddedStore {
     /// Purges, in each log named in `req.retention`, every segment entirely
     /// past its retention, keeping what a hold matches. Logs are purged one
     /// after the other; appends to a log wait while it is purged.
-    pub async fn purge(&self, req: PurgeRequest) -> Result<PurgeReport, String> {
+    pub async fn purge(&self, req: PurgeRequest) -> Result<PurgeReport, PurgeError> {
         let now = self.clock.now_micros();
+        let mut holds = req.holds.clone();
+        holds.extend(self.holds.active_queries());
         let mut report = PurgeReport {
             dry_run: req.dry_run,
             at: registre_model::format_received_at(now),
@@ -286,12 +306,12 @@ impl EmbeddedStore {
             };
             let order = PurgeOrder {
                 cutoff: retention.cutoff(now),
-                holds: req.holds.clone(),
+                holds: holds.clone(),
                 dry_run: req.dry_run,
                 signer: self.signer.clone(),
                 progress: req.progress.clone(),
             };
-            let mut r = log.purge(order).await?;
+            let mut r = log.purge(order).await.map_err(PurgeError::Failed)?;
             r.retention = retention.to_string();
             report.logs.push(r);
         }
@@ -425,6 +445,38 @@ fn search_logs(logs: Vec<Arc<Log>>, q: Query) -> Result<Page, SearchError> {
 }
 
 impl Store for EmbeddedStore {
+    fn purge(&self, req: PurgeRequest) -> BoxFuture<'_, Result<PurgeReport, PurgeError>> {
+        Box::pin(EmbeddedStore::purge(self, req))
+    }
+
+    fn holds(&self) -> Vec<Hold> {
+        self.holds.list()
+    }
+
+    fn add_hold(&self, hold: Hold) -> BoxFuture<'_, Result<Hold, HoldError>> {
+        let book = self.holds.clone();
+        Box::pin(async move {
+            // A small file written and fsynced: off the async threads.
+            tokio::task::spawn_blocking(move || book.add(hold))
+                .await
+                .map_err(|e| HoldError::Storage(e.to_string()))?
+        })
+    }
+
+    fn release_hold(
+        &self,
+        id: String,
+        by: String,
+        at: String,
+    ) -> BoxFuture<'_, Result<Hold, HoldError>> {
+        let book = self.holds.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || book.release(&id, &by, &at))
+                .await
+                .map_err(|e| HoldError::Storage(e.to_string()))?
+        })
+    }
+
     fn append(&self, traces: Vec<Trace>) -> BoxFuture<'_, Result<Vec<Receipt>, AppendError>> {
         Box::pin(self.append_inner(traces))
     }
@@ -533,6 +585,27 @@ impl Store for EmbeddedStore {
         }
         merkle::consistency_proof(&*mem, from, to)
             .map_err(|e| IntegrityError::OutOfRange(e.to_string()))
+    }
+}
+
+/// Takes the exclusive lock of a data directory (held while the returned
+/// file is open): one process at a time.
+pub fn lock_dir(dir: &Path) -> Result<File, OpenError> {
+    let io = |source| OpenError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let lock_path = dir.join("LOCK");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(TryLockError::WouldBlock) => Err(OpenError::Locked(dir.to_owned())),
+        Err(TryLockError::Error(e)) => Err(io(e)),
     }
 }
 

@@ -1,5 +1,8 @@
 //! A log's purge history: `logs/<class>/purged`, an append-only file of
-//! fixed 48-byte records, one per segment purged (or hold segment re-sealed).
+//! fixed 64-byte records, one per segment purged (or hold segment re-sealed),
+//! each authenticated with the log's history key (`keys/data/<class>/purged.key`,
+//! wrapped by the master key): records forged to hide deleted segments do
+//! not verify.
 //!
 //! ```text
 //! 0  4  magic "RGPG"
@@ -10,7 +13,8 @@
 //! 28 8  dropped   u64 LE   traces destroyed
 //! 36 4  new_hold  u32 LE   hold segment written with the kept traces (0: none)
 //! 40 4  old_hold  u32 LE   hold segment this record replaces (0: a segment of the log)
-//! 44 4  crc32c of bytes 0..44
+//! 44 16 mac                HMAC-SHA-256(history key, "registre mac v1\0" ‖ bytes 0..44), truncated
+//! 60 4  crc32c of bytes 0..60
 //! ```
 //!
 //! The record is written (and synced) after any hold segment it names and
@@ -21,9 +25,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::crypto::SegmentKeys;
 use crate::vfs::{VFile, Vfs};
 
-pub const RECORD_LEN: usize = 48;
+pub const RECORD_LEN: usize = 64;
 const MAGIC: &[u8; 4] = b"RGPG";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +42,7 @@ pub struct Purged {
 }
 
 impl Purged {
-    pub fn encode(&self) -> [u8; RECORD_LEN] {
+    pub fn encode(&self, key: &SegmentKeys) -> [u8; RECORD_LEN] {
         let mut b = [0u8; RECORD_LEN];
         b[0..4].copy_from_slice(MAGIC);
         b[4..12].copy_from_slice(&self.first.to_le_bytes());
@@ -46,9 +51,16 @@ impl Purged {
         b[28..36].copy_from_slice(&self.dropped.to_le_bytes());
         b[36..40].copy_from_slice(&self.new_hold.to_le_bytes());
         b[40..44].copy_from_slice(&self.old_hold.to_le_bytes());
-        let crc = crc32c::crc32c(&b[..44]);
-        b[44..48].copy_from_slice(&crc.to_le_bytes());
+        let mac = key.mac(&b[..44]);
+        b[44..60].copy_from_slice(&mac);
+        let crc = crc32c::crc32c(&b[..60]);
+        b[60..64].copy_from_slice(&crc.to_le_bytes());
         b
+    }
+
+    /// True when the record's MAC is right under `key`.
+    pub fn authentic(raw: &[u8], key: &SegmentKeys) -> bool {
+        raw.len() >= RECORD_LEN && key.mac(&raw[..44]) == raw[44..60]
     }
 
     pub fn decode(b: &[u8]) -> Option<Purged> {
@@ -65,7 +77,7 @@ impl Purged {
             a.copy_from_slice(&b[i..i + 4]);
             u32::from_le_bytes(a)
         };
-        if crc32c::crc32c(&b[..44]) != u32_at(44) {
+        if crc32c::crc32c(&b[..60]) != u32_at(60) {
             return None;
         }
         Some(Purged {
@@ -91,18 +103,25 @@ pub struct History {
 impl History {
     /// Reads it; a torn or damaged tail ends it (records are synced one by
     /// one, so only the last can be torn).
-    pub fn parse(raw: &[u8]) -> History {
+    ///
+    /// With `key`, each record's MAC is checked: the offsets of records that
+    /// fail are returned (forged or altered).
+    pub fn parse(raw: &[u8], key: Option<&SegmentKeys>) -> (History, Vec<u64>) {
         let mut h = History::default();
+        let mut forged = Vec::new();
         for chunk in raw.chunks(RECORD_LEN) {
             match Purged::decode(chunk) {
                 Some(p) => {
+                    if key.is_some_and(|k| !Purged::authentic(chunk, k)) {
+                        forged.push(h.len);
+                    }
                     h.records.push(p);
                     h.len += RECORD_LEN as u64;
                 }
                 None => break,
             }
         }
-        h
+        (h, forged)
     }
 
     /// Every index below this was purged (or lives in a hold segment).
@@ -140,18 +159,24 @@ impl History {
     }
 }
 
-/// Opens (creating) the history file of a log directory.
-pub fn open(vfs: &dyn Vfs, dir: &Path) -> std::io::Result<(Arc<dyn VFile>, History)> {
+/// Opens (creating) the history file of a log directory; the offsets of
+/// records whose MAC fails are returned.
+pub fn open(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    key: &SegmentKeys,
+) -> std::io::Result<(Arc<dyn VFile>, History, Vec<u64>)> {
     let f = vfs.open(&dir.join("purged"), true)?;
     let len = f.len()?;
     let mut raw = vec![0u8; len as usize];
     f.read_exact_at(&mut raw, 0)?;
-    Ok((f, History::parse(&raw)))
+    let (h, forged) = History::parse(&raw, Some(key));
+    Ok((f, h, forged))
 }
 
 /// Appends one record durably.
-pub fn append(f: &dyn VFile, h: &mut History, p: Purged) -> std::io::Result<()> {
-    f.write_all_at(&p.encode(), h.len)?;
+pub fn append(f: &dyn VFile, h: &mut History, p: Purged, key: &SegmentKeys) -> std::io::Result<()> {
+    f.write_all_at(&p.encode(key), h.len)?;
     f.sync_data()?;
     h.len += RECORD_LEN as u64;
     h.records.push(p);
@@ -180,14 +205,22 @@ mod tests {
             new_hold: 0,
             old_hold: 1,
         };
-        let mut raw = a.encode().to_vec();
-        raw.extend_from_slice(&b.encode());
-        raw.extend_from_slice(&b.encode()[..20]);
-        let h = History::parse(&raw);
+        let (k, _) = SegmentKeys::generate().expect("keys");
+        let mut raw = a.encode(&k).to_vec();
+        raw.extend_from_slice(&b.encode(&k));
+        raw.extend_from_slice(&b.encode(&k)[..20]);
+        let (h, forged) = History::parse(&raw, Some(&k));
+        assert!(forged.is_empty());
         assert_eq!(h.records, vec![a, b]);
-        assert_eq!(h.len, 96);
+        assert_eq!(h.len, 128);
         assert_eq!(h.purged_upto(), 10);
         assert!(h.live_holds().is_empty());
         assert_eq!(h.last_hold_gen(), 1);
+        // A record forged with a right CRC but without the key.
+        let (other, _) = SegmentKeys::generate().expect("keys");
+        let mut forged_raw = raw[..64].to_vec();
+        forged_raw.extend_from_slice(&a.encode(&other));
+        let (_, forged) = History::parse(&forged_raw, Some(&k));
+        assert_eq!(forged, vec![64]);
     }
 }

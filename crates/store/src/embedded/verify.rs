@@ -155,9 +155,35 @@ fn verify_log(
         .unwrap_or(0);
 
     // 0b. The purge history: indexes below `purged_upto` may be absent.
-    let history =
-        super::purged::History::parse(&std::fs::read(dir.join("purged")).unwrap_or_default());
-    let purged_upto = history.purged_upto();
+    let history_raw = std::fs::read(dir.join("purged")).unwrap_or_default();
+    let history_key = match master {
+        Some(m) if !history_raw.is_empty() => match open_keys(m, key_dir, log, "purged.seg") {
+            Ok(k) => Some(k),
+            Err(why) => {
+                fail(
+                    format!("{} (history key)", rel(&dir.join("purged"))),
+                    format!("the purge history cannot be authenticated: {why}"),
+                );
+                None
+            }
+        },
+        _ => None,
+    };
+    let (history, forged) = super::purged::History::parse(&history_raw, history_key.as_ref());
+    for at in &forged {
+        fail(
+            format!("{} byte {at}", rel(&dir.join("purged"))),
+            "purge record does not authenticate with the log's history key: forged or altered \
+             (segments deleted by hand would hide behind it)"
+                .into(),
+        );
+    }
+    let purged_upto = if forged.is_empty() && (master.is_none() || history_key.is_some()) {
+        history.purged_upto()
+    } else {
+        // Unauthenticated history: nothing may be missing.
+        0
+    };
     let live_holds = history.live_holds();
     if purged_upto > 0 {
         let dropped: u64 = history.records.iter().map(|r| r.dropped).sum();
@@ -180,10 +206,10 @@ fn verify_log(
     names.sort_by_key(|n| (!n.starts_with("hold-"), n.clone()));
     let holds = names.iter().filter(|n| n.starts_with("hold-")).count();
     names.retain(|n| {
-        !n.strip_prefix("hold-")
+        n.strip_prefix("hold-")
             .and_then(|g| g.strip_suffix(".seg"))
             .and_then(|g| g.parse::<u32>().ok())
-            .is_some_and(|g| !live_holds.contains(&g))
+            .is_none_or(|g| live_holds.contains(&g))
     });
     if names.iter().filter(|n| n.starts_with("hold-")).count() < holds {
         notes.push(format!(
