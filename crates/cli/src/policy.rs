@@ -5,8 +5,8 @@ use clap::{Args, Subcommand};
 use crate::CliError;
 use crate::client::ServerArgs;
 
-/// Retention policy per class (purge enforcing it arrives with the
-/// retention feature; the policy is stored and traced from now on).
+/// Retention policy per class: how long each class is kept before
+/// `registre purge` (or the hourly scheduled purge) destroys it.
 #[derive(Subcommand)]
 pub enum PolicyCommand {
     /// Show each class's retention, where it comes from, and every change.

@@ -20,8 +20,8 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use hmac::{KeyInit, Mac};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
-use ring::hmac;
 use sha2::Digest;
 use zeroize::Zeroizing;
 
@@ -331,7 +331,9 @@ fn wrap_aad(id: &[u8; 8], label: &str) -> Vec<u8> {
 /// A segment's two keys.
 pub struct SegmentKeys {
     aead: LessSafeKey,
-    index: hmac::Key,
+    /// HMAC-SHA-256 keyed with the index key, its key blocks already
+    /// absorbed: each value costs two compressions.
+    index: hmac::Hmac<sha2::Sha256>,
 }
 
 /// Domains of blind index values (one HMAC input byte each).
@@ -351,7 +353,8 @@ impl SegmentKeys {
                 UnboundKey::new(&AES_256_GCM, &b[..32])
                     .unwrap_or_else(|_| unreachable!("32-byte key")),
             ),
-            index: hmac::Key::new(hmac::HMAC_SHA256, &b[32..]),
+            index: <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&b[32..])
+                .unwrap_or_else(|_| unreachable!("HMAC takes any key length")),
         }
     }
 
@@ -405,23 +408,23 @@ impl SegmentKeys {
     /// A 128-bit authentication tag of `data` under the index key (the
     /// purge history's records).
     pub fn mac(&self, data: &[u8]) -> [u8; 16] {
-        let mut ctx = hmac::Context::with_key(&self.index);
+        let mut ctx = self.index.clone();
         ctx.update(b"registre mac v1\0");
         ctx.update(data);
-        let tag = ctx.sign();
+        let tag = ctx.finalize().into_bytes();
         let mut out = [0u8; 16];
-        out.copy_from_slice(&tag.as_ref()[..16]);
+        out.copy_from_slice(&tag[..16]);
         out
     }
 
     /// The blind index value of `value` in this segment.
     pub fn blind(&self, domain: Blind, value: &[u8]) -> u64 {
-        let mut ctx = hmac::Context::with_key(&self.index);
+        let mut ctx = self.index.clone();
         ctx.update(&[domain as u8]);
         ctx.update(value);
-        let tag = ctx.sign();
+        let tag = ctx.finalize().into_bytes();
         let mut b = [0u8; 8];
-        b.copy_from_slice(&tag.as_ref()[..8]);
+        b.copy_from_slice(&tag[..8]);
         u64::from_le_bytes(b)
     }
 }

@@ -2,7 +2,8 @@
 //! segment when it is opened (they are derivable state).
 //!
 //! Each index maps a 64-bit blind value (a keyed HMAC: no actor id, mailbox
-//! or patient id is held in clear) to the ascending list of the segment's
+//! or patient id is held in clear; the public action vocabulary is hashed
+//! unkeyed) to the ascending list of the segment's
 //! record positions with that key; a search walks a list backwards (newest
 //! first) and checks each record's actual value, so hash collisions cost a
 //! read, never a wrong answer. Reception time is indexed per frame: every
@@ -31,7 +32,9 @@ pub fn key_hash(keys: &SegmentKeys, key: Key, value: &str) -> u64 {
     match key {
         Key::Actor => keys.blind(Blind::Actor, value.as_bytes()),
         Key::Patient => keys.blind(Blind::Patient, value.as_bytes()),
-        Key::Action => keys.blind(Blind::Action, value.as_bytes()),
+        // The action vocabulary is public and tiny (its frequencies would
+        // name each value anyway): not blinded, one HMAC less per trace.
+        Key::Action => fnv(Key::Action, value),
         Key::Mailbox => {
             let lower = value.to_ascii_lowercase();
             keys.blind(Blind::Mailbox, lower.as_bytes())
@@ -53,17 +56,20 @@ pub fn keys_of(keys: &SegmentKeys, t: &StoredTrace) -> Keys {
     ]
 }
 
+/// FNV-1a 64 of a domain byte and `v` (unkeyed).
+fn fnv(key: Key, v: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in std::iter::once(key as u8).chain(v.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
 /// Unkeyed index values (FNV-1a 64), for `EmbeddedOptions::at_rest_crypto`
 /// off only: a measurement of what the blind indexes cost.
 pub fn keys_of_plain(t: &StoredTrace) -> Keys {
-    let h = |key: Key, v: &str| {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in std::iter::once(key as u8).chain(v.bytes()) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        (key, h)
-    };
+    let h = |key: Key, v: &str| (key, fnv(key, v));
     [
         Some(h(Key::Actor, &t.actor.id)),
         Some(h(Key::Action, t.action.as_str())),

@@ -157,7 +157,27 @@ impl Log {
         // history, hold segments no record names, keys without a segment.
         let mut regular: Vec<(u64, String)> = Vec::new();
         let mut holds: Vec<(u32, String)> = Vec::new();
-        for fname in vfs.list(&dir).map_err(io(&dir))? {
+        let names = vfs.list(&dir).map_err(io(&dir))?;
+        // Where the segments of the log on disk start.
+        let first_on_disk = names
+            .iter()
+            .filter_map(|n| match parse_segment_name(n) {
+                Some(SegName::Log(f)) => Some(f),
+                _ => None,
+            })
+            .min();
+        for g in &live_holds {
+            if !names.iter().any(|n| *n == format!("{}.seg", hold_stem(*g))) {
+                return Err(OpenError::Corrupt {
+                    path: dir.join(format!("{}.seg", hold_stem(*g))),
+                    offset: 0,
+                    reason: "this hold segment, named by the purge history, is missing: traces \
+                             kept by a legal hold were deleted"
+                        .into(),
+                });
+            }
+        }
+        for fname in names {
             match parse_segment_name(&fname) {
                 Some(SegName::Log(first)) if first < purged_upto => {
                     tracing::warn!(log = %name, segment = %fname, "finishing a purge a crash interrupted");
@@ -166,9 +186,26 @@ impl Log {
                 }
                 Some(SegName::Log(first)) => regular.push((first, fname)),
                 Some(SegName::Hold(g)) if !live_holds.contains(&g) => {
+                    // Left by a crash before its purge record: its traces are
+                    // still in their source segment. Otherwise the history
+                    // lost records: refuse rather than destroy evidence.
+                    let path = dir.join(&fname);
+                    let file = vfs.open(&path, false).map_err(io(&path))?;
+                    let len = file.len().map_err(io(&path))?;
+                    let header = read_header(&*file, &path, len)?;
+                    if first_on_disk.is_none_or(|f| f > header.first_index) {
+                        return Err(OpenError::Corrupt {
+                            path,
+                            offset: 0,
+                            reason: "a hold segment the purge history does not name, whose traces \
+                                     are no longer in the log's segments: the purge history was \
+                                     truncated or replaced"
+                                .into(),
+                        });
+                    }
                     tracing::warn!(log = %name, segment = %fname, "removing a hold segment a crash left behind (its source is intact)");
                     shred(&*vfs, &opts.key_dir, &stem_of(&fname)).map_err(io(&opts.key_dir))?;
-                    vfs.remove(&dir.join(&fname)).map_err(io(&dir))?;
+                    vfs.remove(&path).map_err(io(&dir))?;
                 }
                 Some(SegName::Hold(g)) => holds.push((g, fname)),
                 None => {}

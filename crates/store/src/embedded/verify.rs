@@ -217,6 +217,16 @@ fn verify_log(
              leaves one; the next start removes it)"
         ));
     }
+    for g in &live_holds {
+        let n = format!("hold-{g:06}.seg");
+        if !names.contains(&n) {
+            fail(
+                format!("{log}/{n}"),
+                "hold segment named by the purge history is missing: traces kept by a legal hold were deleted"
+                    .into(),
+            );
+        }
+    }
     let mut expect_first: Option<u64> = None;
     let count = names.len();
     for (si, name) in names.iter().enumerate() {
