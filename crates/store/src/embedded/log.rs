@@ -395,6 +395,7 @@ impl Log {
         let size = Arc::new(AtomicU64::new(next_index));
         let bytes = Arc::new(AtomicU64::new(bytes));
         let (tx, rx) = mpsc::channel(1024);
+        let at_rest_crypto = opts.at_rest_crypto;
         let poison: Poison = Arc::default();
         let (synced_tx, synced_rx) = std::sync::mpsc::sync_channel(4);
         let (spare_tx, spare_rx) = std::sync::mpsc::sync_channel(8);
@@ -421,6 +422,7 @@ impl Log {
         };
         let syncer = Syncer {
             tree: tree.clone(),
+            at_rest_crypto,
             name: name.clone(),
             size: size.clone(),
             bytes: bytes.clone(),
@@ -929,11 +931,13 @@ struct Written {
     bytes: u64,
 }
 
-/// Index keys of one record, computed before the sync so the publish step
-/// holds the index lock only briefly.
+/// A record waiting to be indexed. Its blind index values (HMACs) are
+/// computed by the syncer after the group's sync, on the other core, while
+/// the sequencer encodes and seals the next group; the index lock is then
+/// held only to insert them.
 struct Pending {
     loc: Loc,
-    trace_keys: Keys,
+    trace: StoredTrace,
 }
 
 impl Writer {
@@ -1092,11 +1096,7 @@ impl Writer {
                         offset: self.write_pos + off as u64,
                         len,
                     },
-                    trace_keys: if self.opts.at_rest_crypto {
-                        keys_of(&seg.keys, &stored)
-                    } else {
-                        super::index::keys_of_plain(&stored)
-                    },
+                    trace: stored,
                 });
                 rec.push((
                     pos,
@@ -1210,6 +1210,7 @@ impl Writer {
 /// them to searches in order and acknowledges them.
 struct Syncer {
     tree: Arc<Tree>,
+    at_rest_crypto: bool,
     name: ClassName,
     size: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
@@ -1301,13 +1302,27 @@ impl Syncer {
             w.seg
                 .durable_upto
                 .fetch_max(w.offset + w.bytes, Ordering::AcqRel);
+            let keys: Vec<(Loc, Keys)> = w
+                .pending
+                .iter()
+                .map(|p| {
+                    let k = if self.at_rest_crypto {
+                        keys_of(&w.seg.keys, &p.trace)
+                    } else {
+                        super::index::keys_of_plain(&p.trace)
+                    };
+                    (p.loc, k)
+                })
+                .collect();
             {
                 let mut ix = w.seg.index_mut();
                 ix.begin_frame(w.received_at);
-                for p in w.pending {
-                    ix.add_keys(p.loc, &p.trace_keys);
+                for (loc, k) in &keys {
+                    ix.add_keys(*loc, k);
                 }
             }
+            // The traces are freed here, off the sequencer.
+            drop(w.pending);
             self.tree.publish(&cs);
             self.bytes.fetch_add(w.bytes, Ordering::Relaxed);
             self.size.store(w.end_index, Ordering::Release);
