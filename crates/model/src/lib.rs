@@ -22,4 +22,6 @@ pub use guard::{content_field_reason, request_literal};
 pub use parse::{Limits, json_error_position, parse_trace, parse_trace_value};
 pub use retention::{Retention, RetentionError, RetentionUnit};
 pub use time::{format_received_at, parse_occurred_at};
-pub use trace::{Actor, Outcome, Patient, Response, Salt, Source, StoredTrace, Target, Trace};
+pub use trace::{
+    Actor, Original, Outcome, Patient, Response, Salt, Source, StoredTrace, Target, Trace,
+};

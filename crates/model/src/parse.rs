@@ -176,7 +176,7 @@ struct TraceParser<'a> {
     limits: &'a Limits,
 }
 
-const SERVER_FIELDS: &[&str] = &["id", "index", "log", "received_at", "salt"];
+const SERVER_FIELDS: &[&str] = &["id", "index", "log", "original", "received_at", "salt"];
 
 impl TraceParser<'_> {
     fn trace(&self, obj: &Map<String, Value>) -> Result<Trace, TraceError> {
@@ -257,6 +257,7 @@ impl TraceParser<'_> {
             actor,
             class,
             occurred_at: occurred_at.to_owned(),
+            original: None,
             outcome,
             request,
             response,

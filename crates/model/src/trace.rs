@@ -21,6 +21,11 @@ pub struct Trace {
     pub class: ClassName,
     /// Local workstation time with its UTC offset, kept exactly as sent.
     pub occurred_at: String,
+    /// The message as a standard intake received it (a FHIR AuditEvent, a
+    /// syslog message), bounded, so a read returns what was sent. Set by the
+    /// server's FHIR and syslog intakes only; refused on the JSON API.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub original: Option<Original>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub outcome: Option<Outcome>,
     /// The protocol request, every literal replaced by `{N bytes}`.
@@ -109,6 +114,15 @@ impl Outcome {
     }
 }
 
+/// A message as a standard intake received it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Original {
+    /// `fhir+json` (an AuditEvent, JCS), `dicom+xml` (an RFC 3881 / DICOM
+    /// AuditMessage), `syslog` (an RFC 5424 message).
+    pub format: String,
+    pub text: String,
+}
+
 /// Where the action came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
@@ -138,6 +152,8 @@ pub struct StoredTrace {
     pub log: ClassName,
     pub occurred_at: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub original: Option<Original>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub outcome: Option<Outcome>,
     /// UTC, server clock, RFC 3339 with microseconds.
     pub received_at: String,
@@ -159,6 +175,7 @@ impl StoredTrace {
             actor,
             class,
             occurred_at,
+            original,
             outcome,
             request,
             response,
@@ -173,6 +190,7 @@ impl StoredTrace {
             id,
             index,
             occurred_at,
+            original,
             outcome,
             received_at,
             request,
@@ -241,6 +259,7 @@ mod tests {
             session in opt_text(),
             outcome in proptest::option::of(prop_oneof![Just(Outcome::Success), Just(Outcome::Failure)]),
             id_bytes in any::<[u8; 16]>(),
+            original in proptest::option::of(("[a-z+]{1,10}", "\\PC{0,40}")),
         ) -> StoredTrace {
             let class = ClassName::new("mss").expect("valid");
             StoredTrace {
@@ -251,6 +270,7 @@ mod tests {
                 index,
                 log: class,
                 occurred_at: "2026-11-28T15:42:07.123+01:00".into(),
+                original: original.map(|(format, text)| Original { format, text }),
                 outcome,
                 received_at: "2026-11-28T14:42:07.123456Z".into(),
                 request,

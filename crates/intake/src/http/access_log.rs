@@ -73,6 +73,7 @@ pub async fn record_in(
         },
         class,
         occurred_at: local_now(),
+        original: None,
         outcome: Some(if status < 400 {
             Outcome::Success
         } else {
