@@ -16,6 +16,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub access: AccessConfig,
     pub retention: RetentionConfig,
+    /// `[syslog]`: the syslog listeners (all off by default).
+    pub syslog: SyslogConfig,
     /// Classes by name; the built-in three are added when absent.
     pub classes: BTreeMap<String, ClassConfig>,
 }
@@ -78,6 +80,86 @@ impl Default for RetentionConfig {
         RetentionConfig {
             purge_interval: "1 hour".into(),
         }
+    }
+}
+
+/// `[syslog]`: RFC 5424 syslog listeners for DICOM audit messages (IHE
+/// ATNA) and JSON traces. Each address is off unless set (or given by
+/// `--syslog-udp`, `--syslog-tls`, `--syslog-tcp`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogConfig {
+    /// UDP (RFC 5426), one message per datagram.
+    pub udp: Option<SocketAddr>,
+    /// TLS (RFC 5425, octet counting; IANA port 6514) with the server's
+    /// certificate (`[server] tls_cert`/`tls_key`).
+    pub tls: Option<SocketAddr>,
+    /// Plain TCP (RFC 6587: octet counting or one message per line).
+    pub tcp: Option<SocketAddr>,
+    /// Largest frame on a stream, bytes.
+    pub max_frame: usize,
+    /// Open connections per stream listener.
+    pub max_connections: usize,
+    /// An idle connection is closed after this long.
+    pub idle_timeout: String,
+    /// A frame, once started, must arrive within this.
+    pub frame_timeout: String,
+    /// TLS: refuse senders without a client certificate signed by
+    /// `[server] client_ca`.
+    pub require_client_cert: bool,
+    /// TLS: when not empty, only these client certificates (common name or
+    /// subjectAltName) may send.
+    pub allowed_clients: Vec<String>,
+    /// Allow UDP and plain TCP on a non-loopback address (no encryption, no
+    /// authentication: a protected network only).
+    pub allow_plain: bool,
+}
+
+impl Default for SyslogConfig {
+    fn default() -> SyslogConfig {
+        SyslogConfig {
+            udp: None,
+            tls: None,
+            tcp: None,
+            max_frame: registre_intake::syslog::DEFAULT_MAX_FRAME,
+            max_connections: 256,
+            idle_timeout: "10 minutes".into(),
+            frame_timeout: "30 seconds".into(),
+            require_client_cert: false,
+            allowed_clients: Vec::new(),
+            allow_plain: false,
+        }
+    }
+}
+
+/// Smallest `max_frame`: RFC 5425 §4.3.1 receivers must take 2048 octets.
+pub const MIN_SYSLOG_FRAME: usize = 2048;
+/// Largest `max_frame` (bounded memory per connection).
+pub const MAX_SYSLOG_FRAME: usize = 16 << 20;
+
+impl SyslogConfig {
+    /// The listeners' options, or what is wrong with the section.
+    pub fn options(&self) -> Result<registre_intake::syslog::SyslogOptions, String> {
+        if !(MIN_SYSLOG_FRAME..=MAX_SYSLOG_FRAME).contains(&self.max_frame) {
+            return Err(format!(
+                "max_frame must be from {MIN_SYSLOG_FRAME} (RFC 5425's minimum) to {MAX_SYSLOG_FRAME} bytes"
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err("max_connections must be positive".into());
+        }
+        let idle = parse_period(&self.idle_timeout).map_err(|m| format!("idle_timeout: {m}"))?;
+        let frame = parse_period(&self.frame_timeout).map_err(|m| format!("frame_timeout: {m}"))?;
+        if self.allowed_clients.iter().any(|c| c.trim().is_empty()) {
+            return Err("allowed_clients: an entry is empty".into());
+        }
+        Ok(registre_intake::syslog::SyslogOptions {
+            max_frame: self.max_frame,
+            max_connections: self.max_connections,
+            idle_timeout: std::time::Duration::from_secs(idle),
+            frame_timeout: std::time::Duration::from_secs(frame),
+            allowed_clients: self.allowed_clients.clone(),
+        })
     }
 }
 
@@ -191,6 +273,9 @@ impl Config {
         }
         self.purge_interval()
             .map_err(|m| invalid(format!("[retention] purge_interval: {m}")))?;
+        self.syslog
+            .options()
+            .map_err(|m| invalid(format!("[syslog] {m}")))?;
         Ok(())
     }
 
@@ -352,6 +437,32 @@ mod tests {
         std::fs::write(&path, "[retention]\npurge_interval = \"soon\"\n").expect("write");
         assert!(Config::load(Some(&path)).is_err());
         assert_eq!(Config::default().purge_interval(), Ok(Some(3600)));
+    }
+
+    #[test]
+    fn syslog_section() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.toml");
+        std::fs::write(
+            &path,
+            "[syslog]\nudp = \"127.0.0.1:5514\"\ntls = \"0.0.0.0:6514\"\nmax_frame = 8192\nrequire_client_cert = true\nallowed_clients = [\"rsyslog-dpi\"]\n",
+        )
+        .expect("write");
+        let cfg = Config::load(Some(&path)).expect("load");
+        assert_eq!(
+            cfg.syslog.udp,
+            Some(SocketAddr::from(([127, 0, 0, 1], 5514)))
+        );
+        assert_eq!(cfg.syslog.tcp, None);
+        let o = cfg.syslog.options().expect("options");
+        assert_eq!(o.max_frame, 8192);
+        assert_eq!(o.frame_timeout, std::time::Duration::from_secs(30));
+        std::fs::write(&path, "[syslog]\nmax_frame = 100\n").expect("write");
+        let e = Config::load(Some(&path)).expect_err("too small");
+        assert!(e.to_string().contains("max_frame"), "{e}");
+        std::fs::write(&path, "[syslog]\nudp_port = 514\n").expect("write");
+        assert!(Config::load(Some(&path)).is_err());
+        assert_eq!(Config::default().syslog.udp, None);
     }
 
     #[test]

@@ -25,6 +25,18 @@ On first start the data directory is created and an admin token is written to
   curl -H \"Authorization: Bearer $(cat registre-data/admin-token)\" \\
        'http://127.0.0.1:7380/v1/traces?actor=810001234567'
 
+Syslog (IHE ATNA: DICOM audit messages or JSON traces in RFC 5424 messages):
+  registre serve --tls-cert server.pem --tls-key server.key --syslog-tls 0.0.0.0:6514
+      RFC 5425 (octet counting over TLS) with the server's certificate; add
+      --client-ca (and [syslog] require_client_cert) for mutual TLS.
+  registre serve --syslog-udp 127.0.0.1:5514 --syslog-tcp 127.0.0.1:5514
+      RFC 5426 (UDP) and RFC 6587 (plain TCP: octet counting or one message
+      per line). Plain syslog on a non-loopback address needs [syslog]
+      allow_plain = true.
+  Syslog senders are trusted sources (the actor in their messages is taken as
+  is): restrict them with mutual TLS. Every message is counted in /metrics
+  (registre_syslog_*), refusals are logged with their reason.
+
 Flags override the configuration file, which overrides the defaults.
 Logs go to stderr; REGISTRE_LOG=debug for more.";
 
@@ -61,6 +73,16 @@ pub struct ServeArgs {
     /// <data>/keys/master.key. Keep it apart from the data's backups.
     #[arg(long, env = "REGISTRE_MASTER_KEY_FILE", value_name = "FILE")]
     master_key_file: Option<PathBuf>,
+    /// Receive syslog over UDP (RFC 5426) on this address, e.g. 127.0.0.1:514.
+    #[arg(long, value_name = "ADDR")]
+    syslog_udp: Option<std::net::SocketAddr>,
+    /// Receive syslog over TLS (RFC 5425, octet counting) on this address,
+    /// e.g. 0.0.0.0:6514; needs --tls-cert and --tls-key.
+    #[arg(long, value_name = "ADDR")]
+    syslog_tls: Option<std::net::SocketAddr>,
+    /// Receive syslog over plain TCP (RFC 6587: octet counting or lines).
+    #[arg(long, value_name = "ADDR")]
+    syslog_tcp: Option<std::net::SocketAddr>,
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
@@ -72,6 +94,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::with("cannot load the configuration", &e))?;
     let data = args.data.clone().unwrap_or_else(|| cfg.server.data.clone());
     let listen = args.listen.unwrap_or(cfg.server.listen);
+    let mut tls_options = None;
     let tls = match (
         args.tls_cert.clone().or(cfg.server.tls_cert.clone()),
         args.tls_key.clone().or(cfg.server.tls_key.clone()),
@@ -83,10 +106,10 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
                 client_ca: args.client_ca.clone().or(cfg.server.client_ca.clone()),
                 require_client_cert: args.require_client_cert || cfg.server.require_client_cert,
             };
-            Some(
-                registre_intake::tls::server_config(&opts)
-                    .map_err(|e| CliError::with("cannot set up TLS", &e))?,
-            )
+            let config = registre_intake::tls::server_config(&opts)
+                .map_err(|e| CliError::with("cannot set up TLS", &e))?;
+            tls_options = Some(opts);
+            Some(config)
         }
         (None, None) => None,
         _ => {
@@ -104,6 +127,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
              --allow-plain-http if the network is protected otherwise"
         )));
     }
+    let syslog = syslog_listeners(&args, &cfg, tls.as_ref(), tls_options.as_ref()).await?;
     let policies = cfg.class_policies();
     let period = cfg
         .segment_period_secs()
@@ -220,6 +244,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     eprintln!(
         "listening on {scheme}://{local}  (API description: {scheme}://{local}/openapi.json)"
     );
+    syslog.describe();
 
     let state = Arc::new(AppState {
         store,
@@ -242,21 +267,200 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         }
         None => eprintln!("  purge: on demand only ([retention] purge_interval = \"off\")"),
     }
-    match tls {
+    // One stop for every listener: a signal, or the HTTP server ending.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+    }
+    let syslog_tasks = syslog.spawn(&state, &stop_rx);
+    let http = match tls {
         Some(config) => {
             registre_intake::tls::serve_tls(
                 listener,
                 config,
                 registre_intake::router(state),
-                shutdown_signal(),
+                stopped(stop_rx.clone()),
             )
             .await
         }
-        None => registre_intake::serve(listener, state, shutdown_signal()).await,
+        None => registre_intake::serve(listener, state, stopped(stop_rx.clone())).await,
+    };
+    let _ = stop_tx.send(true);
+    for task in syslog_tasks {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "a syslog listener stopped with an error"),
+            Err(e) => tracing::error!(error = %e, "a syslog listener panicked"),
+        }
     }
-    .map_err(|e| CliError::with("the HTTP server stopped", &e))?;
+    http.map_err(|e| CliError::with("the HTTP server stopped", &e))?;
     eprintln!("registre stopped");
     Ok(())
+}
+
+/// Resolves once `rx` turns true (or its sender is gone).
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// The syslog listeners, bound (so a bad address fails before the server
+/// says it is listening) but not yet serving.
+struct SyslogListeners {
+    options: registre_intake::syslog::SyslogOptions,
+    udp: Option<tokio::net::UdpSocket>,
+    tcp: Option<tokio::net::TcpListener>,
+    tls: Option<(
+        tokio::net::TcpListener,
+        Arc<registre_intake::syslog::ServerConfig>,
+    )>,
+}
+
+async fn syslog_listeners(
+    args: &ServeArgs,
+    cfg: &Config,
+    http_tls: Option<&Arc<registre_intake::syslog::ServerConfig>>,
+    tls_options: Option<&registre_intake::tls::TlsOptions>,
+) -> Result<SyslogListeners, CliError> {
+    let sc = &cfg.syslog;
+    let options = sc
+        .options()
+        .map_err(|m| CliError::new(format!("[syslog] {m}")))?;
+    let udp_addr = args.syslog_udp.or(sc.udp);
+    let tcp_addr = args.syslog_tcp.or(sc.tcp);
+    let tls_addr = args.syslog_tls.or(sc.tls);
+    for (what, addr) in [("--syslog-udp", udp_addr), ("--syslog-tcp", tcp_addr)] {
+        if let Some(addr) = addr
+            && !addr.ip().is_loopback()
+            && !sc.allow_plain
+        {
+            return Err(CliError::new(format!(
+                "refusing plain syslog ({what}) on {addr}, which is not a loopback address: \
+                 traces are health data and UDP/TCP syslog is neither encrypted nor \
+                 authenticated. Use --syslog-tls, or set [syslog] allow_plain = true if the \
+                 network is protected otherwise"
+            )));
+        }
+    }
+    let bind_error = |kind: &str, addr: std::net::SocketAddr, e: std::io::Error| {
+        CliError::with(format!("cannot listen for syslog on {kind} {addr}"), &e)
+    };
+    let udp = match udp_addr {
+        None => None,
+        Some(addr) => {
+            let socket = tokio::net::UdpSocket::bind(addr).await;
+            Some(socket.map_err(|e| bind_error("udp", addr, e))?)
+        }
+    };
+    let tcp = match tcp_addr {
+        None => None,
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await;
+            Some(listener.map_err(|e| bind_error("tcp", addr, e))?)
+        }
+    };
+    let tls = match tls_addr {
+        None => None,
+        Some(addr) => {
+            let (Some(http_config), Some(opts)) = (http_tls, tls_options) else {
+                return Err(CliError::new(
+                    "the syslog TLS listener (--syslog-tls, [syslog] tls) uses the server's \
+                     certificate: give --tls-cert and --tls-key (or [server] tls_cert and tls_key)",
+                ));
+            };
+            let config = if sc.require_client_cert && !opts.require_client_cert {
+                if opts.client_ca.is_none() {
+                    return Err(CliError::new(
+                        "[syslog] require_client_cert needs the CA of the senders' certificates: \
+                         --client-ca (or [server] client_ca)",
+                    ));
+                }
+                let mut strict = opts.clone();
+                strict.require_client_cert = true;
+                registre_intake::tls::server_config(&strict)
+                    .map_err(|e| CliError::with("cannot set up TLS for syslog", &e))?
+            } else {
+                http_config.clone()
+            };
+            if !sc.allowed_clients.is_empty() && opts.client_ca.is_none() {
+                return Err(CliError::new(
+                    "[syslog] allowed_clients needs the CA of the senders' certificates: \
+                     --client-ca (or [server] client_ca)",
+                ));
+            }
+            let listener = tokio::net::TcpListener::bind(addr).await;
+            let listener = listener.map_err(|e| bind_error("tls", addr, e))?;
+            Some((listener, config))
+        }
+    };
+    Ok(SyslogListeners {
+        options,
+        udp,
+        tcp,
+        tls,
+    })
+}
+
+impl SyslogListeners {
+    fn describe(&self) {
+        let addr = |r: std::io::Result<std::net::SocketAddr>| {
+            r.map_or_else(|e| format!("? ({e})"), |a| a.to_string())
+        };
+        if let Some(s) = &self.udp {
+            eprintln!("  syslog udp {} (RFC 5426)", addr(s.local_addr()));
+        }
+        if let Some(l) = &self.tcp {
+            eprintln!(
+                "  syslog tcp {} (RFC 6587: octet counting or lines)",
+                addr(l.local_addr())
+            );
+        }
+        if let Some((l, _)) = &self.tls {
+            eprintln!(
+                "  syslog tls {} (RFC 5425: octet counting over TLS)",
+                addr(l.local_addr())
+            );
+        }
+    }
+
+    fn spawn(
+        self,
+        state: &Arc<AppState>,
+        stop: &tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<std::io::Result<()>>> {
+        use registre_intake::syslog;
+        let mut tasks = Vec::new();
+        if let Some(socket) = self.udp {
+            tasks.push(tokio::spawn(syslog::serve_udp(
+                socket,
+                state.clone(),
+                self.options.clone(),
+                stopped(stop.clone()),
+            )));
+        }
+        if let Some(listener) = self.tcp {
+            tasks.push(tokio::spawn(syslog::serve_tcp(
+                listener,
+                state.clone(),
+                self.options.clone(),
+                stopped(stop.clone()),
+            )));
+        }
+        if let Some((listener, config)) = self.tls {
+            tasks.push(tokio::spawn(syslog::serve_tls(
+                listener,
+                config,
+                state.clone(),
+                self.options.clone(),
+                stopped(stop.clone()),
+            )));
+        }
+        tasks
+    }
 }
 
 /// Reads the admin token, creating it (0600) on first start.

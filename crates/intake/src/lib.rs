@@ -4,10 +4,13 @@
 //!
 //! - [`http`]: the JSON API (`/v1/traces`, `/healthz`, `/metrics`,
 //!   `/openapi.json`).
+//! - [`syslog`]: the syslog listeners (UDP, TLS, TCP): DICOM audit messages
+//!   and JSON traces in RFC 5424 messages.
 
 pub mod events;
 pub mod http;
 pub mod metrics;
+pub mod syslog;
 pub mod tls;
 
 pub use http::{AppState, empty_policy, router, serve};

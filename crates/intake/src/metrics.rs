@@ -21,6 +21,22 @@ pub struct Metrics {
     append_failures: AtomicU64,
     admin_credentials: AtomicU64,
     latency: Histogram,
+    syslog: Mutex<SyslogCounters>,
+}
+
+/// The syslog listeners' counters, by transport (`udp`, `tcp`, `tls`).
+#[derive(Default)]
+struct SyslogCounters {
+    /// (transport, "received" | "stored") → messages.
+    messages: BTreeMap<(&'static str, &'static str), u64>,
+    /// (transport, reason) → messages refused (not stored).
+    refused: BTreeMap<(&'static str, &'static str), u64>,
+    /// (transport, reason) → connections closed on a framing error.
+    frame_errors: BTreeMap<(&'static str, &'static str), u64>,
+    /// (transport, outcome) → connections.
+    connections: BTreeMap<(&'static str, &'static str), u64>,
+    /// transport → connections open now.
+    open: BTreeMap<&'static str, i64>,
 }
 
 #[derive(Default)]
@@ -68,6 +84,73 @@ impl Metrics {
 
     pub fn append_failed(&self) {
         self.append_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Syslog messages received (whole frames or datagrams) on `transport`.
+    pub fn syslog_received(&self, transport: &'static str, n: u64) {
+        *lock(&self.syslog)
+            .messages
+            .entry((transport, "received"))
+            .or_default() += n;
+    }
+
+    /// Syslog messages made durable.
+    pub fn syslog_stored(&self, transport: &'static str, n: u64) {
+        *lock(&self.syslog)
+            .messages
+            .entry((transport, "stored"))
+            .or_default() += n;
+    }
+
+    /// A syslog message refused (not stored), by rule code.
+    pub fn syslog_refused(&self, transport: &'static str, reason: &'static str, n: u64) {
+        *lock(&self.syslog)
+            .refused
+            .entry((transport, reason))
+            .or_default() += n;
+    }
+
+    /// A stream connection closed because it could not be split into frames.
+    pub fn syslog_frame_error(&self, transport: &'static str, reason: &'static str) {
+        *lock(&self.syslog)
+            .frame_errors
+            .entry((transport, reason))
+            .or_default() += 1;
+    }
+
+    /// A connection accepted, or refused (`limit`, `tls_handshake`,
+    /// `client_not_allowed`…).
+    pub fn syslog_connection(&self, transport: &'static str, outcome: &'static str) {
+        *lock(&self.syslog)
+            .connections
+            .entry((transport, outcome))
+            .or_default() += 1;
+    }
+
+    /// Connections open now: +1 when one starts, -1 when it ends.
+    pub fn syslog_open(&self, transport: &'static str, delta: i64) {
+        *lock(&self.syslog).open.entry(transport).or_default() += delta;
+    }
+
+    /// A syslog counter by name, for tests and the status line:
+    /// `("received"|"stored", transport, "")`, `("refused", transport,
+    /// reason)`, `("frame_errors", transport, reason)`, `("connections",
+    /// transport, outcome)`, `("open", transport, "")`.
+    pub fn syslog_count(&self, kind: &str, transport: &str, label: &str) -> i64 {
+        let s = lock(&self.syslog);
+        let get = |m: &BTreeMap<(&'static str, &'static str), u64>, a: &str, b: &str| {
+            m.iter()
+                .find(|((x, y), _)| *x == a && *y == b)
+                .map_or(0, |(_, n)| *n as i64)
+        };
+        match kind {
+            "received" | "stored" => get(&s.messages, transport, kind),
+            "refused" => get(&s.refused, transport, label),
+            "frame_errors" => get(&s.frame_errors, transport, label),
+            "connections" => get(&s.connections, transport, label),
+            "open" => s.open.get(transport).copied().unwrap_or(0),
+            _ => 0,
+        }
     }
 
     /// The exposition text, with the store's per-log gauges.
@@ -144,6 +227,7 @@ impl Metrics {
             "registre_admin_credentials_created_total {}",
             self.admin_credentials.load(Ordering::Relaxed)
         );
+        self.render_syslog(&mut o);
         let _ = writeln!(o, "# HELP registre_log_size Traces in each log.");
         let _ = writeln!(o, "# TYPE registre_log_size gauge");
         for l in logs {
@@ -158,5 +242,64 @@ impl Metrics {
             let _ = writeln!(o, "registre_log_bytes{{log=\"{}\"}} {}", l.log, l.bytes);
         }
         o
+    }
+
+    fn render_syslog(&self, o: &mut String) {
+        let s = lock(&self.syslog);
+        let _ = writeln!(
+            o,
+            "# HELP registre_syslog_messages_total Syslog messages received (whole frames or datagrams) and stored (durable), by transport."
+        );
+        let _ = writeln!(o, "# TYPE registre_syslog_messages_total counter");
+        for ((transport, outcome), n) in &s.messages {
+            let _ = writeln!(
+                o,
+                "registre_syslog_messages_total{{transport=\"{transport}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP registre_syslog_refused_total Syslog messages refused (nothing stored), by transport and rule."
+        );
+        let _ = writeln!(o, "# TYPE registre_syslog_refused_total counter");
+        for ((transport, reason), n) in &s.refused {
+            let _ = writeln!(
+                o,
+                "registre_syslog_refused_total{{transport=\"{transport}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP registre_syslog_frame_errors_total Syslog connections closed because their stream could not be split into frames, by transport and reason."
+        );
+        let _ = writeln!(o, "# TYPE registre_syslog_frame_errors_total counter");
+        for ((transport, reason), n) in &s.frame_errors {
+            let _ = writeln!(
+                o,
+                "registre_syslog_frame_errors_total{{transport=\"{transport}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP registre_syslog_connections_total Syslog stream connections, accepted or refused (and why)."
+        );
+        let _ = writeln!(o, "# TYPE registre_syslog_connections_total counter");
+        for ((transport, outcome), n) in &s.connections {
+            let _ = writeln!(
+                o,
+                "registre_syslog_connections_total{{transport=\"{transport}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP registre_syslog_connections_open Syslog stream connections open now."
+        );
+        let _ = writeln!(o, "# TYPE registre_syslog_connections_open gauge");
+        for (transport, n) in &s.open {
+            let _ = writeln!(
+                o,
+                "registre_syslog_connections_open{{transport=\"{transport}\"}} {n}"
+            );
+        }
     }
 }

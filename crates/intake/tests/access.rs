@@ -148,6 +148,19 @@ fn trace(actor: &str, folder: &str) -> Value {
     })
 }
 
+/// A valid FHIR AuditEvent whose requestor is `actor`.
+fn audit_event(actor: &str) -> Value {
+    json!({
+        "resourceType": "AuditEvent",
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": "read"}],
+        "action": "R",
+        "recorded": "2026-11-28T15:42:07.123+01:00",
+        "agent": [{"who": {"identifier": {"value": actor}}, "requestor": true}],
+        "source": {"observer": {"display": "LPS"}}
+    })
+}
+
 struct Resp {
     status: StatusCode,
     ct: String,
@@ -302,6 +315,28 @@ fn probe(env: &Env, method: &str, path: &str, caller: &Caller) -> Probe {
                 target_key: Some(id),
             }
         }
+        ("POST", "/fhir/AuditEvent") => p(
+            "/fhir/AuditEvent",
+            Some(audit_event(caller.name)),
+            StatusCode::CREATED,
+        ),
+        ("POST", "/fhir") => p(
+            "/fhir",
+            Some(json!({"resourceType": "Bundle", "type": "batch", "entry": [
+                {"request": {"method": "POST", "url": "AuditEvent"}, "resource": audit_event(caller.name)}
+            ]})),
+            StatusCode::OK,
+        ),
+        ("GET", "/fhir/AuditEvent") => {
+            p("/fhir/AuditEvent?date=ge2000-01-01", None, StatusCode::OK)
+        }
+        // Authorised callers get past the role check to the lookup.
+        ("GET", "/fhir/AuditEvent/{id}") => p(
+            "/fhir/AuditEvent/019ac3c4-1f2e-7a00-8000-0123456789ab",
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        ("GET", "/syslogsearch") => p("/syslogsearch?date=ge2000-01-01", None, StatusCode::OK),
         (m, p) => panic!(
             "auth::ROUTES has {m} {p}, which this test does not know how to call: \
              add a request for it to `probe` in tests/access.rs"
@@ -360,11 +395,19 @@ async fn role_route_matrix_follows_routes() {
                 }
             } else {
                 assert_eq!(r.status, StatusCode::FORBIDDEN, "{what}: {}", r.body);
-                assert_eq!(r.ct, "application/problem+json", "{what}");
                 let p = r.json();
-                assert_eq!(p["type"], "urn:registre:problem:forbidden", "{what}");
-                assert_eq!(p["status"], 403, "{what}");
-                let detail = p["detail"].as_str().expect("detail");
+                // FHIR routes answer an OperationOutcome, the others a problem.
+                let detail = if path.starts_with("/fhir") {
+                    assert_eq!(r.ct, "application/fhir+json; fhirVersion=4.0", "{what}");
+                    assert_eq!(p["resourceType"], "OperationOutcome", "{what}");
+                    assert_eq!(p["issue"][0]["code"], "forbidden", "{what}");
+                    p["issue"][0]["diagnostics"].as_str().expect("diagnostics")
+                } else {
+                    assert_eq!(r.ct, "application/problem+json", "{what}");
+                    assert_eq!(p["type"], "urn:registre:problem:forbidden", "{what}");
+                    assert_eq!(p["status"], 403, "{what}");
+                    p["detail"].as_str().expect("detail")
+                };
                 // The part saying what is needed (before what the caller has).
                 let needed = detail.split(';').next().unwrap_or(detail);
                 for role in allowed {

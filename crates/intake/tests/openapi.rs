@@ -65,7 +65,21 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
+    ("post", "/fhir/AuditEvent"),
+    ("get", "/fhir/AuditEvent"),
+    ("get", "/fhir/AuditEvent/{id}"),
+    ("post", "/fhir"),
+    ("get", "/fhir/metadata"),
+    ("get", "/syslogsearch"),
 ];
+
+/// Routes that need a credential: `/v1`, the FHIR routes but the
+/// CapabilityStatement, and ITI-82.
+fn guarded(path: &str) -> bool {
+    path.starts_with("/v1/")
+        || path == "/syslogsearch"
+        || (path.starts_with("/fhir") && path != "/fhir/metadata")
+}
 
 const METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -869,11 +883,11 @@ async fn documented_routes_are_the_served_routes() {
 
     for (method, path) in &documented {
         let op = &doc["paths"][path][method];
-        let guarded = path.starts_with("/v1/");
+        let guarded = guarded(path);
         assert_eq!(
             op.get("security"),
             guarded.then(|| json!([{"bearerAuth": []}])).as_ref(),
-            "{method} {path}: bearer security on /v1 routes only"
+            "{method} {path}: bearer security on guarded routes only"
         );
         let body = has_body(method).then(|| body_example(op).to_string());
         let ct = body.as_ref().map(|_| "application/json");
@@ -887,6 +901,24 @@ async fn documented_routes_are_the_served_routes() {
             // Release a hold that exists.
             let id = place_hold(&app, json!({"reason": "to release", "actor": "x"})).await;
             uri = format!("/v1/holds/{id}");
+        }
+        if path == "/fhir/AuditEvent/{id}" {
+            // Read an AuditEvent that exists: the create example's.
+            let create = &doc["paths"]["/fhir/AuditEvent"]["post"];
+            let a = send(
+                &app,
+                "post",
+                "/fhir/AuditEvent",
+                Some(&body_example(create).to_string()),
+            )
+            .await;
+            assert_eq!(
+                a.status,
+                StatusCode::CREATED,
+                "{}",
+                String::from_utf8_lossy(&a.body)
+            );
+            uri = format!("/fhir/AuditEvent/{}", a.json()["id"].as_str().expect("id"));
         }
         let a = call(&app, method, &uri, true, ct, body.clone()).await;
         assert!(
@@ -945,7 +977,7 @@ async fn documented_roles_are_the_codes() {
             if !METHODS.contains(&m.as_str()) {
                 continue;
             }
-            if !path.starts_with("/v1/") {
+            if !guarded(path) {
                 assert!(
                     op.get("x-registre-roles").is_none(),
                     "{m} {path} is open: no roles"
@@ -2328,7 +2360,7 @@ async fn trace_schema_is_the_parsers() {
         .collect();
     assert_eq!(
         added,
-        BTreeSet::from(["id", "index", "log", "received_at", "salt"].map(String::from))
+        BTreeSet::from(["id", "index", "log", "original", "received_at", "salt"].map(String::from))
     );
     for f in &added {
         let mut v = all.clone();

@@ -1,7 +1,9 @@
-//! Who is calling, and may they? Every `/v1` route declares the roles it
+//! Who is calling, and may they? Every guarded route (`/v1`, the FHIR
+//! routes but `/fhir/metadata`, `/syslogsearch`) declares the roles it
 //! accepts in [`ROUTES`]; the middleware authenticates the caller (API key,
 //! then OIDC token) into a [`Principal`] request extension and answers 401
-//! (not authenticated, with the reason) or 403 (not allowed) as a problem.
+//! (not authenticated, with the reason) or 403 (not allowed) as a problem
+//! (turned into an OperationOutcome on `/fhir` paths by `fhir::outcomes`).
 
 use std::sync::Arc;
 
@@ -71,7 +73,7 @@ impl Authenticator {
     }
 }
 
-/// Every `/v1` route and the roles it accepts (admin also holds auditeur).
+/// Every guarded route and the roles it accepts (admin also holds auditeur).
 pub const ROUTES: &[(&str, &str, &[Role])] = &[
     ("POST", "/v1/traces", &[Role::Producteur, Role::Admin]),
     ("GET", "/v1/traces", &[Role::Auditeur]),
@@ -88,9 +90,14 @@ pub const ROUTES: &[(&str, &str, &[Role])] = &[
     ("GET", "/v1/holds", &[Role::Admin]),
     ("POST", "/v1/holds", &[Role::Admin]),
     ("DELETE", "/v1/holds/{id}", &[Role::Admin]),
+    ("POST", "/fhir/AuditEvent", &[Role::Producteur, Role::Admin]),
+    ("POST", "/fhir", &[Role::Producteur, Role::Admin]),
+    ("GET", "/fhir/AuditEvent", &[Role::Auditeur]),
+    ("GET", "/fhir/AuditEvent/{id}", &[Role::Auditeur]),
+    ("GET", "/syslogsearch", &[Role::Auditeur]),
 ];
 
-/// The roles a route accepts, if it is a `/v1` route.
+/// The roles a route accepts, if it is a guarded route.
 pub fn allowed(method: &Method, path: &str) -> Option<&'static [Role]> {
     ROUTES
         .iter()
@@ -98,7 +105,7 @@ pub fn allowed(method: &Method, path: &str) -> Option<&'static [Role]> {
         .map(|(_, _, r)| *r)
 }
 
-/// The middleware on every `/v1` route.
+/// The middleware on every guarded route.
 pub async fn require_role(
     State(st): State<Arc<AppState>>,
     mut req: Request,

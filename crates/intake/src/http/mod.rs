@@ -9,12 +9,17 @@
 //! | `GET /v1/proofs/consistency` | RFC 6962 consistency proof | bearer |
 //! | `GET /logs/{log}/checkpoint` | latest signed checkpoint (C2SP) | none |
 //! | `GET /logs/{log}/tile/…` | C2SP tlog-tiles and entry bundles | none |
+//! | `POST /fhir/AuditEvent`, `POST /fhir` | FHIR R4 AuditEvent create, batch/transaction Bundle (ITI-20) | bearer |
+//! | `GET /fhir/AuditEvent/{id}`, `GET /fhir/AuditEvent` | FHIR read, ITI-81 search | bearer |
+//! | `GET /fhir/metadata` | the FHIR CapabilityStatement | none |
+//! | `GET /syslogsearch` | ITI-82: traces as syslog messages (JSON) | bearer |
 //! | `GET /healthz` | liveness and readiness | none |
 //! | `GET /metrics` | Prometheus text | none |
 //! | `GET /openapi.json` | OpenAPI 3.1 of this API | none |
 
 mod access_log;
 pub mod auth;
+mod fhir;
 mod integrity;
 mod keys;
 mod policy;
@@ -101,6 +106,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/holds/{id}",
             axum::routing::delete(retention::release_hold),
         )
+        .route("/fhir/AuditEvent", get(fhir::search).post(fhir::create))
+        .route("/fhir/AuditEvent/{id}", get(fhir::read))
+        .route("/fhir", axum::routing::post(fhir::post_bundle))
+        .route("/syslogsearch", get(fhir::syslog_search))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_role,
@@ -112,8 +121,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .route("/fhir/metadata", get(fhir::metadata))
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
+        .layer(middleware::from_fn(fhir::outcomes))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -150,6 +161,11 @@ async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) -> R
         Some("/healthz") => "/healthz",
         Some("/metrics") => "/metrics",
         Some("/openapi.json") => "/openapi.json",
+        Some("/fhir/AuditEvent") => "/fhir/AuditEvent",
+        Some("/fhir/AuditEvent/{id}") => "/fhir/AuditEvent/{id}",
+        Some("/fhir") => "/fhir",
+        Some("/fhir/metadata") => "/fhir/metadata",
+        Some("/syslogsearch") => "/syslogsearch",
         _ => "other",
     };
     let start = Instant::now();
