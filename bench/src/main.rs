@@ -199,6 +199,16 @@ async fn run(o: Opts) {
     )
     .await;
 
+    // 2b. Health-IT intake: FHIR, syslog TLS, ITI-81.
+    let health = {
+        let (singles, bundles, syslog) = match o.traces {
+            n if n <= 3_000 => (200, 10, 2_000),
+            n if n <= 100_000 => (5_000, 200, 20_000),
+            _ => (20_000, 1_000, 100_000),
+        };
+        peers::health::run(singles, bundles, syslog, o.traces, o.searches).await
+    };
+
     // 3. SQLite and 4. PostgreSQL, same traces, same indexes.
     eprintln!("SQLite: inserting {} traces…", o.traces);
     let sqlite = peers::sqlite::run(&traces, &json, &probe_actors);
@@ -234,6 +244,73 @@ async fn run(o: Opts) {
         postgres: pg.as_ref().map(|p| p.rate),
         unit: "/s",
         higher_better: true,
+    });
+    rows.push(Row {
+        what: "FHIR AuditEvent, batch Bundles of 100, 2 clients (events/s)".into(),
+        registre: Some(health.fhir_bundle_rate),
+        sqlite: None,
+        postgres: None,
+        unit: "/s",
+        higher_better: true,
+    });
+    rows.push(Row {
+        what: "FHIR AuditEvent, one per request, 64 clients (events/s)".into(),
+        registre: Some(health.fhir_single_rate),
+        sqlite: None,
+        postgres: None,
+        unit: "/s",
+        higher_better: true,
+    });
+    rows.push(Row {
+        what: "FHIR AuditEvent, one per request: p50 / p99 (ms)".into(),
+        registre: Some(health.fhir_single_p50_ms),
+        sqlite: None,
+        postgres: None,
+        unit: "ms",
+        higher_better: false,
+    });
+    rows.push(Row {
+        what: "  … p99 (ms)".into(),
+        registre: Some(health.fhir_single_p99_ms),
+        sqlite: None,
+        postgres: None,
+        unit: "ms",
+        higher_better: false,
+    });
+    rows.push(Row {
+        what: "syslog TLS, DICOM audit messages, 1 sender (msgs/s)".into(),
+        registre: Some(health.syslog_1_rate),
+        sqlite: None,
+        postgres: None,
+        unit: "/s",
+        higher_better: true,
+    });
+    rows.push(Row {
+        what: "syslog TLS, DICOM audit messages, 8 senders (msgs/s)".into(),
+        registre: Some(health.syslog_8_rate),
+        sqlite: None,
+        postgres: None,
+        unit: "/s",
+        higher_better: true,
+    });
+    rows.push(Row {
+        what: format!(
+            "ITI-81 search (patient, date) over HTTP at {} traces: p50 (ms)",
+            health.iti81_traces
+        ),
+        registre: Some(health.iti81_p50_ms),
+        sqlite: None,
+        postgres: None,
+        unit: "ms",
+        higher_better: false,
+    });
+    rows.push(Row {
+        what: "ITI-81 search: p99 (ms)".into(),
+        registre: Some(health.iti81_p99_ms),
+        sqlite: None,
+        postgres: None,
+        unit: "ms",
+        higher_better: false,
     });
     rows.push(Row {
         what: "one trace per request, 64 clients: p50 (ms)".into(),

@@ -1,5 +1,6 @@
 //! The peers registre is measured against, and registre's own HTTP surface.
 
+pub mod health;
 pub mod http;
 pub mod postgres;
 pub mod sqlite;
