@@ -109,10 +109,14 @@ pub fn action_of(ev: &Event<'_>) -> Action {
         (FHIR_EVENT_TYPE, "rest") => sub(RESTFUL_INTERACTION)
             .and_then(action_of_interaction)
             .or(by_code),
-        (DCM, "110114") => match sub(DCM) {
-            Some("110123") => Some(Action::Deconnexion),
-            _ => Some(Action::Connexion),
-        },
+        // Logout by its DCM code, whatever system name the sender wrote.
+        (DCM, "110114") => {
+            if ev.subtypes.iter().any(|(_, c)| *c == "110123") {
+                Some(Action::Deconnexion)
+            } else {
+                Some(Action::Connexion)
+            }
+        }
         (DCM, "110112") => Some(Action::Recherche),
         (DCM, "110106") => Some(Action::Export),
         (DCM, "110105") => Some(Action::Suppression),
