@@ -448,6 +448,83 @@ ruleset(name="fwd") {{
         )
         .await
     );
+
+    // One data set for both TDE solutions: an AuditEvent posted over FHIR
+    // and the DICOM messages rsyslog delivered are found by ITI-81 and by
+    // ITI-82 alike.
+    let recorded = jiff::Zoned::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z")
+        .to_string();
+    let event = serde_json::json!({
+        "resourceType": "AuditEvent",
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": "read"}],
+        "action": "R",
+        "recorded": recorded,
+        "outcome": "0",
+        "agent": [{"who": {"identifier": {"system": "urn:oid:1.2.250.1.71.4.2.1", "value": "810009999999"}}, "requestor": true}],
+        "source": {"observer": {"display": "MonDPI 4.2"}},
+        "entity": [{
+            "what": {"identifier": {"system": "urn:oid:1.2.250.1.213.1.4.8", "value": "fhir-patient-1"}},
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1"},
+            "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1"}
+        }]
+    });
+    let r = http
+        .post(format!("{url}/fhir/AuditEvent"))
+        .bearer_auth(&server.token)
+        .header("content-type", "application/fhir+json")
+        .body(event.to_string())
+        .send()
+        .await
+        .expect("post AuditEvent");
+    assert_eq!(r.status().as_u16(), 201);
+    let created: Value = r.json().await.expect("created");
+    let fhir_id = created["id"].as_str().expect("id").to_owned();
+    // The DICOM messages say they were recorded at 2026-11-28T15:42+01:00.
+    let since = "2026-11-01T00:00:00Z";
+    let bundle: Value = http
+        .get(format!("{url}/fhir/AuditEvent?date=ge{since}&_count=1000"))
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .expect("ITI-81")
+        .json()
+        .await
+        .expect("searchset");
+    let events: Vec<&Value> = bundle["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|r| r["resourceType"] == "AuditEvent")
+        .collect();
+    assert!(
+        events.iter().any(|e| e["id"] == fhir_id.as_str()),
+        "ITI-81 misses the FHIR event"
+    );
+    let from_syslog = events
+        .iter()
+        .filter(|e| e["agent"].to_string().contains(ACTOR))
+        .count();
+    assert_eq!(
+        from_syslog, 50,
+        "ITI-81 returns the DICOM messages as AuditEvents"
+    );
+    let r = http
+        .get(format!("{url}/syslogsearch?date=ge{since}&_count=1000"))
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .expect("ITI-82");
+    assert_eq!(r.status().as_u16(), 200);
+    let messages: Value = r.json().await.expect("ITI-82 JSON");
+    let text = messages.to_string();
+    assert!(text.contains(&fhir_id), "ITI-82 misses the FHIR event");
+    assert!(
+        text.contains("IHE+RFC-3881") && text.contains("rs49"),
+        "ITI-82 misses the syslog messages"
+    );
 }
 
 #[test]
