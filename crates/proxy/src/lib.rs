@@ -1,0 +1,8 @@
+//! The MSSanté tracing proxy (DESIGN §9, issue 6). Work in progress: the
+//! passive protocol parsers come first, then the relay and the traces.
+//!
+//! - [`imap`]: a passive IMAP4rev1/rev2 parser for both directions
+//!   (commands with tags, literals, IDLE, AUTHENTICATE; responses matched by
+//!   tag), producing protocol events that never hold message content.
+
+pub mod imap;
