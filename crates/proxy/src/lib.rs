@@ -4,5 +4,10 @@
 //! - [`imap`]: a passive IMAP4rev1/rev2 parser for both directions
 //!   (commands with tags, literals, IDLE, AUTHENTICATE; responses matched by
 //!   tag), producing protocol events that never hold message content.
+//! - [`imap_trace`]: one registre trace per significant IMAP action, from a
+//!   command matched with its answer (DESIGN §9 table).
+//! - [`smtp`]: a passive SMTP/submission parser for both directions.
 
 pub mod imap;
+pub mod imap_trace;
+pub mod smtp;
