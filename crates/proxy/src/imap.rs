@@ -40,9 +40,9 @@ mod error;
 mod frame;
 mod lex;
 mod matcher;
-mod sasl;
+pub(crate) mod sasl;
 mod server;
-mod types;
+pub(crate) mod types;
 
 #[cfg(test)]
 mod tests;

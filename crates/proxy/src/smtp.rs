@@ -40,7 +40,6 @@ mod client;
 mod error;
 mod frame;
 mod matcher;
-mod sasl;
 mod server;
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 
 use super::error::DecodeError;
 use super::frame::{Framer, Limits, bounded_text};
-use super::sasl;
+// SASL responses are the same in RFC 4954 and RFC 9051 AUTHENTICATE.
+use crate::imap::sasl;
 use crate::imap::{SaslIdentity, Spanned};
 
 /// What client bytes meant.

@@ -142,19 +142,8 @@ impl Framer {
     }
 }
 
-/// Lossy UTF-8 of `bytes`, cut to at most `max` bytes on a character
-/// boundary (with `…` when cut).
-pub(crate) fn bounded_text(bytes: &[u8], max: usize) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    if text.len() <= max {
-        return text.into_owned();
-    }
-    let mut cut = max;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &text[..cut])
-}
+/// Lossy UTF-8, cut on a character boundary: shared with the IMAP side.
+pub(crate) use crate::imap::types::bounded_text;
 
 #[cfg(test)]
 mod tests {
@@ -179,11 +168,5 @@ mod tests {
         );
         let mut input: &[u8] = b"\r\n";
         assert!(framer.next_line(&mut input, |_| 16).is_err());
-    }
-
-    #[test]
-    fn bounded_text_cuts_on_a_boundary() {
-        assert_eq!(bounded_text("éé".as_bytes(), 3), "é…");
-        assert_eq!(bounded_text(b"ok", 3), "ok");
     }
 }
