@@ -6,8 +6,10 @@
 //!   tag), producing protocol events that never hold message content.
 //! - [`imap_trace`]: one registre trace per significant IMAP action, from a
 //!   command matched with its answer (DESIGN §9 table).
+//! - [`relay`]: the IMAP relay (implicit TLS both sides), fail closed.
 //! - [`smtp`]: a passive SMTP/submission parser for both directions.
 
 pub mod imap;
 pub mod imap_trace;
+pub mod relay;
 pub mod smtp;
