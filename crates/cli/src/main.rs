@@ -8,6 +8,7 @@ mod export;
 mod keys;
 mod login;
 mod policy;
+mod proxy;
 mod retention;
 mod serve;
 mod verify;
@@ -55,6 +56,8 @@ enum Command {
     Purge(retention::PurgeArgs),
     #[command(subcommand)]
     Hold(retention::HoldCommand),
+    #[command(subcommand)]
+    Proxy(proxy::ProxyCommand),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
             Command::Keys(k) => keys::run(k).await.map(|()| ExitCode::SUCCESS),
             Command::Purge(a) => retention::purge(a).await.map(|()| ExitCode::SUCCESS),
             Command::Hold(c) => retention::hold(c).await.map(|()| ExitCode::SUCCESS),
+            Command::Proxy(c) => proxy::run(c).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

@@ -493,7 +493,7 @@ fn admin_token(path: &Path) -> Result<String, CliError> {
     Ok(token)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
