@@ -301,6 +301,20 @@ fn blob_master(path: &Path, blob: &[u8]) -> Result<[u8; 8], CryptoError> {
     Ok(id)
 }
 
+impl MasterKey {
+    /// Opens the key file `raw` of log `log` found at `path` (a segment's,
+    /// a hold segment's or the purge history's).
+    pub fn segment_keys(
+        &self,
+        log: &str,
+        path: &Path,
+        raw: &[u8],
+    ) -> Result<SegmentKeys, CryptoError> {
+        let bytes = self.unwrap(path, &key_label(log, path), raw)?;
+        Ok(SegmentKeys::from_bytes(&bytes))
+    }
+}
+
 /// The id of the master key that wrapped a key file.
 pub fn key_file_master(path: &Path, file: &[u8]) -> Result<[u8; 8], CryptoError> {
     if file.len() != KEY_FILE_LEN {
@@ -343,7 +357,6 @@ pub enum Blind {
     Actor = 1,
     Mailbox = 2,
     Patient = 3,
-    Action = 4,
 }
 
 impl SegmentKeys {
@@ -473,15 +486,6 @@ fn any_key_file(data: &Path) -> Option<PathBuf> {
     })
 }
 
-/// True when the data directory already holds any data key.
-fn has_data_keys(data: &Path) -> bool {
-    std::fs::read_dir(data.join("keys").join("data"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|d| std::fs::read_dir(d.path()).is_ok_and(|mut r| r.next().is_some()))
-}
-
 /// Loads the master key of `data` (from `file`, or the default path), and
 /// checks it is the directory's key. With the default path and a new data
 /// directory, generates it. Touches nothing when it refuses.
@@ -497,7 +501,7 @@ pub fn load_master(data: &Path, file: Option<&Path>) -> Result<MasterKey, Crypto
     let key = match std::fs::read(&path) {
         Ok(raw) => MasterKey::parse(&path, &Zeroizing::new(raw))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.is_none() => {
-            if expected.is_some() || has_data_keys(data) {
+            if expected.is_some() || any_key_file(data).is_some() {
                 return Err(CryptoError::MissingMaster {
                     path,
                     expected: expected.unwrap_or_else(|| "unknown".into()),

@@ -1420,15 +1420,12 @@ fn load_keys(
                 path.display()
             ),
         })?;
-    let label = format!("{}/{stem}", log.as_str());
-    let bytes = opts
-        .master
-        .unwrap(&path, &label, &raw)
+    opts.master
+        .segment_keys(log.as_str(), &path, &raw)
         .map_err(|e| OpenError::Io {
             path: path.clone(),
             source: std::io::Error::other(e.to_string()),
-        })?;
-    Ok(SegmentKeys::from_bytes(&bytes))
+        })
 }
 
 /// Creates, wraps and durably writes the keys of segment `stem`.

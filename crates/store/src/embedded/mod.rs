@@ -318,11 +318,6 @@ impl EmbeddedStore {
         Ok(report)
     }
 
-    /// Traces of each log past retention now (for a progress bar's length).
-    pub fn purge_candidates(&self) -> u64 {
-        self.logs.values().map(|l| l.size()).sum()
-    }
-
     /// Approximate bytes of index held in memory, all logs.
     pub fn index_heap_bytes(&self) -> usize {
         self.logs.values().map(|l| l.index_heap_bytes()).sum()

@@ -668,10 +668,9 @@ fn open_keys(
     let path = key_dir.join(format!("{stem}.key"));
     let raw = std::fs::read(&path)
         .map_err(|e| format!("cannot read its data key {}: {e}", path.display()))?;
-    let bytes = master
-        .unwrap(&path, &format!("{log}/{stem}"), &raw)
-        .map_err(|e| e.to_string())?;
-    Ok(SegmentKeys::from_bytes(&bytes))
+    master
+        .segment_keys(log, &path, &raw)
+        .map_err(|e| e.to_string())
 }
 
 fn rel(p: &Path) -> String {
