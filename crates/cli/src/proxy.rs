@@ -113,6 +113,8 @@ async fn imap(a: ImapArgs) -> Result<(), CliError> {
     let store: Arc<dyn Store> = Arc::new(store);
     let config = Arc::new(RelayConfig {
         acceptor: Arc::new(server_tls).into(),
+        listen_tls: registre_proxy::tls::ListenTls::Implicit,
+        upstream_tls: registre_proxy::tls::UpstreamTls::Implicit,
         upstream: a.upstream.clone(),
         upstream_name,
         connector: connector.into(),

@@ -47,12 +47,12 @@ pub(crate) mod types;
 #[cfg(test)]
 mod tests;
 
-pub use capability::without_compress_deflate;
+pub use capability::{without_capabilities, without_capability_code, without_compress_deflate};
 pub use client::{
     ClientDecoder, ClientEvent, Command, CommandArgs, FetchItems, StoreFlags, StoreMode,
 };
 pub use error::DecodeError;
-pub use frame::Limits;
+pub use frame::{Limits, OpenLine};
 pub use matcher::{Exchange, MAX_OBSERVED, MatchError, Matcher, Observed, Session, SessionError};
 pub use sasl::SaslIdentity;
 pub use server::{ResponseCode, ServerDecoder, ServerEvent, Tagged, Untagged};

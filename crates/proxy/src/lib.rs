@@ -6,10 +6,16 @@
 //!   tag), producing protocol events that never hold message content.
 //! - [`imap_trace`]: one registre trace per significant IMAP action, from a
 //!   command matched with its answer (DESIGN §9 table).
-//! - [`relay`]: the IMAP relay (implicit TLS both sides), fail closed.
+//! - [`relay`]: the IMAP relay (implicit TLS or STARTTLS toward clients,
+//!   implicit, STARTTLS or none upstream), fail closed.
+//! - [`spool`]: a bounded, sealed on-disk spool in front of a remote
+//!   journal, flushed in order.
+//! - [`tls`]: the TLS modes of each side.
 //! - [`smtp`]: a passive SMTP/submission parser for both directions.
 
 pub mod imap;
 pub mod imap_trace;
 pub mod relay;
 pub mod smtp;
+pub mod spool;
+pub mod tls;

@@ -101,6 +101,8 @@ async fn imap_through_the_relay_is_traced_without_content() {
     server_tls.alpn_protocols.clear();
     let config = Arc::new(RelayConfig {
         acceptor: Arc::new(server_tls).into(),
+        listen_tls: registre_proxy::tls::ListenTls::Implicit,
+        upstream_tls: registre_proxy::tls::UpstreamTls::Implicit,
         upstream: format!("{}:{}", servers.host, servers.imaps),
         upstream_name: ServerName::try_from("localhost").unwrap(),
         connector: relay::upstream_client_config(&servers.ca_pem)

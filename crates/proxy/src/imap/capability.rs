@@ -7,12 +7,22 @@
 /// the same bytes without any `COMPRESS=DEFLATE` (any case); `None` when
 /// there is nothing to remove, and the line must then be forwarded as is.
 pub fn without_compress_deflate(line: &[u8]) -> Option<Vec<u8>> {
+    without_capabilities(line, &["COMPRESS=DEFLATE"])
+}
+
+/// Like [`without_compress_deflate`] for any capability names (compared
+/// without case): the relay also removes `STARTTLS`, since its clients are
+/// already on TLS with the proxy.
+pub fn without_capabilities(line: &[u8], remove: &[&str]) -> Option<Vec<u8>> {
     let range = capability_list(line)?;
     let list = &line[range.clone()];
     let mut kept: Vec<&[u8]> = Vec::new();
     let mut removed = false;
     for word in list.split(|&b| b == b' ') {
-        if word.eq_ignore_ascii_case(b"COMPRESS=DEFLATE") {
+        if remove
+            .iter()
+            .any(|r| word.eq_ignore_ascii_case(r.as_bytes()))
+        {
             removed = true;
         } else {
             kept.push(word);
@@ -25,6 +35,24 @@ pub fn without_compress_deflate(line: &[u8]) -> Option<Vec<u8>> {
     out.extend_from_slice(&line[..range.start]);
     out.extend_from_slice(&kept.join(&b' '));
     out.extend_from_slice(&line[range.end..]);
+    Some(out)
+}
+
+/// The greeting `line` without its `[CAPABILITY …]` code (`None` when it
+/// has none): a greeting read before STARTTLS advertises what the server
+/// offers *without* TLS, which the proxy's clients must not cache.
+pub fn without_capability_code(line: &[u8]) -> Option<Vec<u8>> {
+    let range = capability_list(line)?;
+    if line.get(..2) == Some(b"* ") && line.to_ascii_uppercase().starts_with(b"* CAPABILITY ") {
+        return None;
+    }
+    let open = range.start - b"[CAPABILITY ".len();
+    let mut close = range.end + 1;
+    while line.get(close) == Some(&b' ') {
+        close += 1;
+    }
+    let mut out = line[..open].to_vec();
+    out.extend_from_slice(&line[close..]);
     Some(out)
 }
 
@@ -86,5 +114,24 @@ mod tests {
             without_compress_deflate(b"* CAPABILITY COMPRESS=DEFLATEX\r\n"),
             None
         );
+    }
+
+    #[test]
+    fn removes_starttls_and_capability_codes() {
+        assert_eq!(
+            without_capabilities(
+                b"* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED\r\n",
+                &["COMPRESS=DEFLATE", "STARTTLS"]
+            )
+            .as_deref(),
+            Some(&b"* CAPABILITY IMAP4rev1 LOGINDISABLED\r\n"[..])
+        );
+        assert_eq!(
+            without_capability_code(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] Dovecot ready.\r\n")
+                .as_deref(),
+            Some(&b"* OK Dovecot ready.\r\n"[..])
+        );
+        assert_eq!(without_capability_code(b"* OK Dovecot ready.\r\n"), None);
+        assert_eq!(without_capability_code(b"* CAPABILITY IMAP4rev1\r\n"), None);
     }
 }

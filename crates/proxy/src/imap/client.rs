@@ -5,7 +5,7 @@
 //! [`ClientDecoder::on_tagged_completion`] (called by [`Session`](super::Session)).
 
 use super::error::DecodeError;
-use super::frame::{Framer, Limits, Line};
+use super::frame::{Framer, Limits, Line, OpenLine};
 use super::lex::{Lexer, Token, Unterminated};
 use super::sasl::{self, SaslIdentity};
 use super::server::Tagged;
@@ -240,6 +240,16 @@ impl ClientDecoder {
                 end: line.end,
                 event,
             });
+        }
+    }
+
+    /// The command line being read, if incomplete: its start, text so far
+    /// and literal state. `None` outside the command mode (IDLE, an
+    /// AUTHENTICATE exchange, after STARTTLS) and between lines.
+    pub fn open_command(&self) -> Option<OpenLine<'_>> {
+        match self.mode {
+            Mode::Commands => self.framer.open_line(),
+            _ => None,
         }
     }
 

@@ -52,6 +52,21 @@ impl Line<'_> {
     }
 }
 
+/// A logical line not complete yet ([`Framer::open_line`]).
+#[derive(Debug, Clone, Copy)]
+pub struct OpenLine<'a> {
+    /// Stream position of its first byte.
+    pub start: u64,
+    /// Its text so far (up to the latest literal announcement, or a partial
+    /// physical line).
+    pub text: &'a [u8],
+    /// Literal bytes are being skipped (the text ends with `{N}`).
+    pub in_literal: bool,
+    /// A synchronising literal is announced and none of it was sent: the
+    /// client waits for the server's `+`.
+    pub awaiting_sync: bool,
+}
+
 #[derive(Debug)]
 enum State {
     Text,
@@ -194,6 +209,20 @@ impl Framer {
             }
             _ => None,
         }
+    }
+
+    /// The logical line being read, if any byte of it was consumed and it
+    /// is not complete yet.
+    pub fn open_line(&self) -> Option<OpenLine<'_>> {
+        if self.returned || self.position == self.start || matches!(self.state, State::Failed(_)) {
+            return None;
+        }
+        Some(OpenLine {
+            start: self.start,
+            text: &self.text,
+            in_literal: matches!(self.state, State::Literal { .. }),
+            awaiting_sync: self.pending_sync_literal().is_some(),
+        })
     }
 
     /// The server refused a synchronising literal (tagged NO/BAD instead of
