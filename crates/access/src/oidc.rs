@@ -316,6 +316,14 @@ impl IssuerState {
     }
 }
 
+/// A token's header and claims, and the configured issuer it names.
+struct Parsed<'a> {
+    state: &'a IssuerState,
+    alg: Alg,
+    kid: Option<String>,
+    claims: Map<String, Value>,
+}
+
 #[derive(Default)]
 struct KeyCache {
     keys: Vec<Arc<Jwk>>,
@@ -458,12 +466,46 @@ impl OidcValidator {
         result.map(Some)
     }
 
-    async fn check(&self, jws: &Jws<'_>) -> Result<Principal, AuthError> {
+    /// The actor id of a bearer token checked with the keys already cached
+    /// (no fetch, no await: for the mail proxy, which names the author of a
+    /// XOAUTH2/OAUTHBEARER login; call [`OidcValidator::prefetch`] at start
+    /// and periodically). Signature, `iss`, times, audience and `acr` are
+    /// checked as by [`OidcValidator::authenticate`]; role rules are not
+    /// (mail users hold no role on the journal).
+    ///
+    /// `Ok(None)`: not a JWS. `Err(AuthError::Unavailable(_))`: no cached
+    /// key verifies it (keys not fetched yet, or an unknown `kid`).
+    pub fn subject_cached(&self, bearer: &str) -> Result<Option<String>, AuthError> {
+        let Some(jws) = Jws::split(bearer)? else {
+            return Ok(None);
+        };
+        let Parsed {
+            state,
+            alg,
+            kid,
+            claims,
+        } = self.parse(&jws)?;
+        let key = match lookup(&state.read().keys, kid.as_deref(), alg) {
+            Lookup::Found(key) => key,
+            Lookup::Refused(reason) => return Err(token(reason)),
+            Lookup::Unknown => {
+                return Err(AuthError::Unavailable(format!(
+                    "no cached key of {} verifies this token",
+                    state.config.name
+                )));
+            }
+        };
+        self.verify_claims(&jws, state, alg, &key, &claims)?;
+        actor_id(&state.config, &claims).map(Some)
+    }
+
+    /// The header and claims of `jws`, and the configured issuer it names.
+    fn parse(&self, jws: &Jws<'_>) -> Result<Parsed<'_>, AuthError> {
         let header = decode_object(jws.header, "header")?;
         let alg = Alg::from_header(&header)?;
         let kid = match header.get("kid") {
             None => None,
-            Some(Value::String(k)) => Some(k.as_str()),
+            Some(Value::String(k)) => Some(k.clone()),
             Some(_) => return Err(token("header parameter kid is not a string")),
         };
         let claims = decode_object(jws.payload, "payload")?;
@@ -477,29 +519,53 @@ impl OidcValidator {
             .iter()
             .find(|s| s.config.issuer == *iss)
             .ok_or_else(|| token(format!("issuer {} is not configured", shown(iss))))?;
+        Ok(Parsed {
+            state,
+            alg,
+            kid,
+            claims,
+        })
+    }
 
+    /// Signature, times, audience and `acr` of a parsed token.
+    fn verify_claims(
+        &self,
+        jws: &Jws<'_>,
+        state: &IssuerState,
+        alg: Alg,
+        key: &Jwk,
+        claims: &Map<String, Value>,
+    ) -> Result<(), AuthError> {
         let signature = URL_SAFE_NO_PAD
             .decode(jws.signature)
             .map_err(|_| token("signature is not valid base64url"))?;
-        let key = self.key_for(state, kid, alg).await?;
         if !key.verify(alg, jws.signing_input.as_bytes(), &signature) {
             return Err(token(format!(
                 "signature does not verify ({alg} with key {})",
                 key.label()
             )));
         }
-
         let cfg = &state.config;
-        check_times(&claims, cfg.leeway_secs, jiff::Timestamp::now().as_second())?;
-        check_audience(&claims, &cfg.audience)?;
-        let acr = match claims.get("acr") {
-            None => None,
-            Some(Value::String(acr)) => Some(acr.as_str()),
-            Some(_) => return Err(token("claim acr is not a string")),
-        };
-        check_acr(acr, cfg.effective_required_acr(), &cfg.acr_order)?;
-        let principal = map_principal(cfg, &claims, acr)?;
-        tracing::debug!(issuer = %cfg.name, "OIDC token accepted");
+        check_times(claims, cfg.leeway_secs, jiff::Timestamp::now().as_second())?;
+        check_audience(claims, &cfg.audience)?;
+        check_acr(
+            acr_of(claims)?,
+            cfg.effective_required_acr(),
+            &cfg.acr_order,
+        )
+    }
+
+    async fn check(&self, jws: &Jws<'_>) -> Result<Principal, AuthError> {
+        let Parsed {
+            state,
+            alg,
+            kid,
+            claims,
+        } = self.parse(jws)?;
+        let key = self.key_for(state, kid.as_deref(), alg).await?;
+        self.verify_claims(jws, state, alg, &key, &claims)?;
+        let principal = map_principal(&state.config, &claims, acr_of(&claims)?)?;
+        tracing::debug!(issuer = %state.config.name, "OIDC token accepted");
         Ok(principal)
     }
 
@@ -1041,11 +1107,17 @@ fn check_acr(acr: Option<&str>, required: Option<&str>, order: &[String]) -> Res
     )))
 }
 
-fn map_principal(
-    cfg: &OidcIssuer,
-    claims: &Map<String, Value>,
-    acr: Option<&str>,
-) -> Result<Principal, AuthError> {
+/// The `acr` claim, if any.
+fn acr_of(claims: &Map<String, Value>) -> Result<Option<&str>, AuthError> {
+    match claims.get("acr") {
+        None => Ok(None),
+        Some(Value::String(acr)) => Ok(Some(acr.as_str())),
+        Some(_) => Err(token("claim acr is not a string")),
+    }
+}
+
+/// The actor id a token names (the first of the issuer's actor claims).
+fn actor_id(cfg: &OidcIssuer, claims: &Map<String, Value>) -> Result<String, AuthError> {
     let id = cfg
         .actor_claims
         .iter()
@@ -1062,6 +1134,15 @@ fn map_principal(
             "the actor claim is not a usable actor id (over 256 bytes or control characters)",
         ));
     }
+    Ok(id)
+}
+
+fn map_principal(
+    cfg: &OidcIssuer,
+    claims: &Map<String, Value>,
+    acr: Option<&str>,
+) -> Result<Principal, AuthError> {
+    let id = actor_id(cfg, claims)?;
     let mut roles: Vec<Role> = cfg
         .role_rules
         .iter()

@@ -999,3 +999,40 @@ async fn ciba_polls_pending_then_slow_down_then_token() {
     .await;
     assert_eq!(status, 400);
 }
+
+// --- the mail proxy's synchronous path -------------------------------------
+
+#[tokio::test]
+async fn subject_cached_names_the_actor_only_with_cached_keys() {
+    let (issuer, v) = setup().await;
+    let mut claims = issuer.claims();
+    // A mail user holds no role on the journal: not needed here.
+    remove(&mut claims, ROLE_CLAIM);
+    let token = issuer.issue(&claims, "rsa-1", "RS256");
+    // Nothing fetched yet: unavailable, no network from this path.
+    assert!(matches!(
+        v.subject_cached(&token),
+        Err(AuthError::Unavailable(_))
+    ));
+    v.prefetch().await.expect("prefetch");
+    assert_eq!(v.subject_cached(&token).unwrap(), Some(RPPS.to_owned()));
+    // Not a JWS: not ours to judge.
+    assert_eq!(v.subject_cached("ya29.opaque-token").unwrap(), None);
+    // Forged, expired, or from another issuer: refused.
+    assert!(matches!(
+        v.subject_cached(&tamper(&token, |c| c["sub"] = json!("someone-else"))),
+        Err(AuthError::Token(_))
+    ));
+    let mut expired = issuer.claims();
+    expired["exp"] = json!(now() - 3600);
+    assert!(
+        v.subject_cached(&issuer.issue(&expired, "rsa-1", "RS256"))
+            .is_err()
+    );
+    let mut other = issuer.claims();
+    other["iss"] = json!("https://elsewhere.example");
+    assert!(
+        v.subject_cached(&issuer.issue(&other, "rsa-1", "RS256"))
+            .is_err()
+    );
+}

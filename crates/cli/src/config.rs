@@ -20,6 +20,85 @@ pub struct Config {
     pub syslog: SyslogConfig,
     /// Classes by name; the built-in three are added when absent.
     pub classes: BTreeMap<String, ClassConfig>,
+    /// `[proxy]`, `[[proxy.imap]]`, `[[proxy.smtp]]`: the MSSanté tracing
+    /// proxy (`registre proxy`).
+    pub proxy: ProxyConfig,
+}
+
+/// `[proxy]`: where the proxy writes its traces, and its listeners.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// A registre server's URL (`https://journal.example:7380`): traces are
+    /// sent there with `token_file`'s producer key. Unset: the embedded
+    /// journal in `[server] data`, opened by the proxy itself.
+    pub journal: Option<String>,
+    /// The producer key for `journal` (a file holding the token).
+    pub token_file: Option<PathBuf>,
+    /// CA certificate(s) of the journal's HTTPS certificate (PEM).
+    pub journal_ca: Option<PathBuf>,
+    /// Spool directory absorbing journal outages (with `journal` only).
+    pub spool: Option<PathBuf>,
+    /// The spool's bound, MiB; past it commands are refused.
+    pub spool_max_mib: u64,
+    /// Serve the HTTP API from the proxy's process too (embedded journal
+    /// only), e.g. `127.0.0.1:7380`.
+    pub api_listen: Option<SocketAddr>,
+    /// Domain appended to logins without `@` for `target.mailbox`.
+    pub mail_domain: Option<String>,
+    /// `[[proxy.oidc]]`: issuers whose JWTs (XOAUTH2, OAUTHBEARER logins)
+    /// name the author by their subject; role rules do not apply.
+    pub oidc: Vec<registre_access::OidcIssuer>,
+    /// IMAP listeners.
+    pub imap: Vec<ProxyListener>,
+    /// Submission (SMTP) listeners.
+    pub smtp: Vec<ProxyListener>,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> ProxyConfig {
+        ProxyConfig {
+            journal: None,
+            token_file: None,
+            journal_ca: None,
+            spool: None,
+            spool_max_mib: 64,
+            api_listen: None,
+            mail_domain: None,
+            oidc: Vec::new(),
+            imap: Vec::new(),
+            smtp: Vec::new(),
+        }
+    }
+}
+
+/// One `[[proxy.imap]]` or `[[proxy.smtp]]` listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyListener {
+    /// Where mail clients connect.
+    pub listen: SocketAddr,
+    /// `implicit` (993, 465; default) or `starttls` (143, 587).
+    #[serde(default = "implicit")]
+    pub listen_tls: String,
+    /// The proxy's certificate chain and key (PEM).
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// The mail server, `host:port`.
+    pub upstream: String,
+    /// `implicit` (default), `starttls` or `none`.
+    #[serde(default = "implicit")]
+    pub upstream_tls: String,
+    /// CA certificate(s) of the mail server (PEM); required unless `none`.
+    #[serde(default)]
+    pub upstream_ca: Option<PathBuf>,
+    /// The name its certificate must carry (default: the host of `upstream`).
+    #[serde(default)]
+    pub upstream_name: Option<String>,
+}
+
+fn implicit() -> String {
+    "implicit".into()
 }
 
 #[derive(Debug, Deserialize)]

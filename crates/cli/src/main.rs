@@ -9,6 +9,7 @@ mod keys;
 mod login;
 mod policy;
 mod proxy;
+mod proxy_journal;
 mod retention;
 mod serve;
 mod verify;
@@ -56,8 +57,7 @@ enum Command {
     Purge(retention::PurgeArgs),
     #[command(subcommand)]
     Hold(retention::HoldCommand),
-    #[command(subcommand)]
-    Proxy(proxy::ProxyCommand),
+    Proxy(proxy::ProxyArgs),
 }
 
 fn main() -> ExitCode {

@@ -152,44 +152,6 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let store = tokio::task::block_in_place(|| EmbeddedStore::open(&data, opts)).map_err(|e| {
         CliError::with(format!("cannot open the journal in {}", data.display()), &e)
     })?;
-    let token_path = data.join("admin-token");
-    let token = admin_token(&token_path)?;
-    let keys = registre_access::ApiKeyStore::open(&data)
-        .map_err(|e| CliError::with("cannot load the API keys", &e))?;
-    if keys.is_empty() {
-        // First start with access control: the admin token becomes the
-        // first admin key (all-powerful, also a trusted proxy).
-        keys.adopt("admin", registre_access::Role::Admin, &token)
-            .map_err(|e| CliError::with("cannot register the admin token as a key", &e))?;
-        tracing::warn!(
-            "ALERT: the bootstrap admin key (admin-token) was registered; create narrower keys with `registre keys create` and revoke it in production"
-        );
-    } else if keys
-        .list()
-        .iter()
-        .any(|k| k.name == "admin" && k.trusted_proxy && k.revoked_at.is_none())
-    {
-        tracing::warn!(
-            "the bootstrap admin key (admin-token) is still active: revoke it once you have your own keys"
-        );
-    }
-    let mut bearers: Vec<Arc<dyn registre_intake::http::auth::BearerAuthenticator>> = Vec::new();
-    if !cfg.access.oidc.is_empty() {
-        let names: Vec<String> = cfg.access.oidc.iter().map(|i| i.name.clone()).collect();
-        let oidc = registre_access::OidcValidator::new(cfg.access.oidc.clone())
-            .map_err(|e| CliError::with("invalid [[access.oidc]] configuration", &e))?;
-        if let Err(e) = oidc.prefetch().await {
-            tracing::warn!(error = %e, "cannot reach an OIDC issuer yet; tokens will be checked once it answers");
-        }
-        eprintln!("  OIDC issuers accepted: {}", names.join(", "));
-        bearers.push(Arc::new(oidc));
-    }
-    let auth = Arc::new(registre_intake::http::auth::Authenticator {
-        keys: Arc::new(keys),
-        bearers,
-        certificates: cfg.access.certificates.clone(),
-    });
-
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| CliError::with(format!("cannot listen on {listen}"), &e))?;
@@ -198,31 +160,16 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::with("cannot read the listening address", &e))?;
 
     let store: Arc<dyn Store> = Arc::new(store);
-    let policy = Arc::new(
-        registre_policy::Policy::load(
-            policies
-                .iter()
-                .map(|p| registre_policy::ClassPolicy {
-                    class: p.name.clone(),
-                    retention: p.retention,
-                    description: p.description.clone(),
-                    warning: p.warning.clone(),
-                    source: "config".into(),
-                })
-                .collect(),
-            Some(&data),
-        )
-        .map_err(|e| CliError::with("cannot load the retention policy", &e))?,
-    );
+    let (auth, policy, token_path) = access(&data, &cfg, &policies).await?;
     eprintln!(
         "registre {} — journal in {}",
         env!("CARGO_PKG_VERSION"),
         data.display()
     );
+    let stats = store.stats().await.unwrap_or_default();
     for p in policy.classes() {
-        let size = store
-            .stats()
-            .into_iter()
+        let size = stats
+            .iter()
             .find(|s| s.log == p.class)
             .map_or(0, |s| s.size);
         eprintln!(
@@ -460,6 +407,126 @@ impl SyslogListeners {
             )));
         }
         tasks
+    }
+}
+
+/// The API's credentials (admin token, API keys, OIDC issuers) and the
+/// retention policy of the journal in `data`: what `serve` and
+/// `proxy --api-listen` share.
+async fn access(
+    data: &Path,
+    cfg: &Config,
+    policies: &[crate::config::ClassPolicy],
+) -> Result<
+    (
+        Arc<registre_intake::http::auth::Authenticator>,
+        Arc<registre_policy::Policy>,
+        PathBuf,
+    ),
+    CliError,
+> {
+    let token_path = data.join("admin-token");
+    let token = admin_token(&token_path)?;
+    let keys = registre_access::ApiKeyStore::open(data)
+        .map_err(|e| CliError::with("cannot load the API keys", &e))?;
+    if keys.is_empty() {
+        // First start with access control: the admin token becomes the
+        // first admin key (all-powerful, also a trusted proxy).
+        keys.adopt("admin", registre_access::Role::Admin, &token)
+            .map_err(|e| CliError::with("cannot register the admin token as a key", &e))?;
+        tracing::warn!(
+            "ALERT: the bootstrap admin key (admin-token) was registered; create narrower keys with `registre keys create` and revoke it in production"
+        );
+    } else if keys
+        .list()
+        .iter()
+        .any(|k| k.name == "admin" && k.trusted_proxy && k.revoked_at.is_none())
+    {
+        tracing::warn!(
+            "the bootstrap admin key (admin-token) is still active: revoke it once you have your own keys"
+        );
+    }
+    let mut bearers: Vec<Arc<dyn registre_intake::http::auth::BearerAuthenticator>> = Vec::new();
+    if !cfg.access.oidc.is_empty() {
+        let names: Vec<String> = cfg.access.oidc.iter().map(|i| i.name.clone()).collect();
+        let oidc = registre_access::OidcValidator::new(cfg.access.oidc.clone())
+            .map_err(|e| CliError::with("invalid [[access.oidc]] configuration", &e))?;
+        if let Err(e) = oidc.prefetch().await {
+            tracing::warn!(error = %e, "cannot reach an OIDC issuer yet; tokens will be checked once it answers");
+        }
+        eprintln!("  OIDC issuers accepted: {}", names.join(", "));
+        bearers.push(Arc::new(oidc));
+    }
+    let auth = Arc::new(registre_intake::http::auth::Authenticator {
+        keys: Arc::new(keys),
+        bearers,
+        certificates: cfg.access.certificates.clone(),
+    });
+
+    let policy = Arc::new(
+        registre_policy::Policy::load(
+            policies
+                .iter()
+                .map(|p| registre_policy::ClassPolicy {
+                    class: p.name.clone(),
+                    retention: p.retention,
+                    description: p.description.clone(),
+                    warning: p.warning.clone(),
+                    source: "config".into(),
+                })
+                .collect(),
+            Some(data),
+        )
+        .map_err(|e| CliError::with("cannot load the retention policy", &e))?,
+    );
+    Ok((auth, policy, token_path))
+}
+
+/// `registre proxy --api-listen`: the HTTP API over the proxy's embedded
+/// journal, in the proxy's process (plain HTTP, loopback only: put a TLS
+/// reverse proxy in front, or run `registre serve` for more).
+pub(crate) fn api_for_proxy(
+    listen: std::net::SocketAddr,
+    store: Arc<dyn Store>,
+    cfg: &Config,
+    data: &Path,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> impl std::future::Future<Output = std::io::Result<()>> + Send + 'static {
+    let policies = cfg.class_policies();
+    let classes: Vec<_> = policies.iter().map(|p| p.name.clone()).collect();
+    let cfg_access = (cfg.access.certificates.clone(), cfg.access.oidc.clone());
+    let data = data.to_owned();
+    let cfg = Config {
+        access: crate::config::AccessConfig {
+            certificates: cfg_access.0,
+            oidc: cfg_access.1,
+        },
+        classes: cfg.classes.clone(),
+        ..Config::default()
+    };
+    async move {
+        if !listen.ip().is_loopback() {
+            return Err(std::io::Error::other(format!(
+                "--api-listen {listen}: plain HTTP, loopback addresses only (traces are health data)"
+            )));
+        }
+        let (auth, policy, token_path) = access(&data, &cfg, &policies)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        eprintln!(
+            "  HTTP API on http://{listen} (admin token: {})",
+            token_path.display()
+        );
+        let state = Arc::new(AppState {
+            store,
+            classes,
+            limits: Limits::default(),
+            auth,
+            metrics: Arc::new(Metrics::default()),
+            policy,
+        });
+        registre_intake::serve(listener, state, stop).await
     }
 }
 

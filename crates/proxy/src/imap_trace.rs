@@ -63,84 +63,30 @@ mod text;
 mod tests;
 
 use std::collections::BTreeSet;
-use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 
-use registre_model::{Action, Actor, ClassName, Outcome, Response, Source, Target, Trace};
+use registre_model::{Action, Actor, Outcome, Response, Source, Target, Trace};
 
 use crate::imap::{
-    Arg, CommandArgs, Exchange, FetchItems, Observed, ResponseCode, Secret, SequenceSet,
-    ServerEvent, Spanned, Status, StoreMode, Untagged,
+    Arg, CommandArgs, Exchange, FetchItems, Observed, ResponseCode, SequenceSet, ServerEvent,
+    Spanned, Status, StoreMode, Untagged,
 };
+// The tests name bearer tokens (`BearerSubject` now lives in trace_common).
+#[cfg(test)]
+use crate::imap::Secret;
+use crate::trace_common::{self, MAX_LONG, MAX_REQUEST, MAX_RESPONSE_TEXT, User, mss};
 use text::{
     bound_set, clean, compress, contains, defang_literals, expand, mailbox_name, render_code,
     rfc3339_millis,
 };
 
-/// The proxy host's local time (with its time zone, hence its UTC offset).
-pub type Clock = Arc<dyn Fn() -> jiff::Zoned + Send + Sync>;
-
-/// Reads the subject of a bearer token (XOAUTH2, OAUTHBEARER) when it is a
-/// JWT from a configured issuer whose signature checks; `None` otherwise.
-/// The token must not be kept or logged.
-pub type BearerSubject = Arc<dyn Fn(&Secret) -> Option<String> + Send + Sync>;
-
-/// What every connection of one proxy listener shares.
-#[derive(Clone)]
-pub struct TracerConfig {
-    /// Domain of the mailbox addresses: a login without `@` becomes
-    /// `login@domain` in `target.mailbox`.
-    pub mail_domain: Option<String>,
-    /// `source.software` (default `registre-proxy`).
-    pub software: String,
-    /// The local clock (default [`jiff::Zoned::now`]).
-    pub clock: Clock,
-    /// Resolves a bearer token to its subject (default none: the login named
-    /// in the SASL response is the actor).
-    pub bearer_subject: Option<BearerSubject>,
-}
-
-impl Default for TracerConfig {
-    fn default() -> Self {
-        Self {
-            mail_domain: None,
-            software: "registre-proxy".to_owned(),
-            clock: Arc::new(jiff::Zoned::now),
-            bearer_subject: None,
-        }
-    }
-}
-
-impl fmt::Debug for TracerConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TracerConfig")
-            .field("mail_domain", &self.mail_domain)
-            .field("software", &self.software)
-            .field("bearer_subject", &self.bearer_subject.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-/// Where one connection comes from.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ConnectionInfo {
-    /// The mail client's address.
-    pub client_ip: Option<IpAddr>,
-    /// An identifier of this connection (`source.session`).
-    pub session: Option<String>,
-}
+pub use crate::trace_common::{BearerSubject, Clock, ConnectionInfo, TracerConfig};
 
 /// At most this many sequence numbers are mapped to UIDs (a denser map than
 /// this is not kept: EXPUNGE shifts it).
 const MAX_MAPPED: usize = 20_000;
 /// At most this many `\Deleted` marks are remembered.
 const MAX_MARKS: usize = 100_000;
-
-const MAX_REQUEST: usize = 2048;
-const MAX_RESPONSE_TEXT: usize = 1024;
-const MAX_SHORT: usize = 256;
-const MAX_LONG: usize = 1024;
 
 /// The traces of one IMAP connection.
 #[derive(Debug)]
@@ -154,12 +100,6 @@ pub struct ImapTracer {
     /// EXPUNGE responses since the last exchange: sequence number and the
     /// UID it had, if known.
     recent_expunges: Vec<(u32, Option<u32>)>,
-}
-
-#[derive(Debug, Clone)]
-struct User {
-    actor: Actor,
-    mailbox: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -193,12 +133,7 @@ impl Uids {
 impl ImapTracer {
     /// A tracer for a new connection.
     pub fn new(config: Arc<TracerConfig>, connection: ConnectionInfo) -> Self {
-        let source = Source {
-            host: None,
-            ip: connection.client_ip.map(|ip| ip.to_string()),
-            session: connection.session.map(|s| clean(&s, MAX_SHORT)),
-            software: Some(clean(&config.software, MAX_SHORT)),
-        };
+        let source = trace_common::source(&config, connection);
         Self {
             config,
             source,
@@ -353,33 +288,7 @@ impl ImapTracer {
             _ if exchange.command.name == "LOGIN" => (None, None, "password".to_owned(), None),
             _ => (None, None, "sasl".to_owned(), None),
         };
-        let login = login.filter(|l| !l.trim().is_empty());
-        let subject = bearer
-            .zip(self.config.bearer_subject.as_ref())
-            .and_then(|(token, hook)| hook(token))
-            .filter(|s| !s.trim().is_empty());
-        let actor = match (subject, &login) {
-            (Some(subject), _) => Actor {
-                auth: Some(auth),
-                id: clean(&subject, MAX_SHORT),
-                id_type: Some("oidc".to_owned()),
-            },
-            (None, Some(login)) => Actor {
-                auth: Some(auth),
-                id: clean(login, MAX_SHORT),
-                id_type: Some("login".to_owned()),
-            },
-            (None, None) => Actor {
-                auth: Some(auth),
-                id: "inconnu".to_owned(),
-                id_type: Some("inconnu".to_owned()),
-            },
-        };
-        let mailbox = authzid
-            .filter(|a| !a.trim().is_empty())
-            .or(login)
-            .map(|name| self.address(&name));
-        let user = User { actor, mailbox };
+        let user = trace_common::sasl_user(&self.config, auth, login, authzid, bearer);
         let target = Target {
             mailbox: user.mailbox.clone(),
             ..Target::default()
@@ -758,14 +667,6 @@ impl ImapTracer {
         }
     }
 
-    fn address(&self, login: &str) -> String {
-        let address = match &self.config.mail_domain {
-            Some(domain) if !login.contains('@') => format!("{login}@{domain}"),
-            _ => login.to_owned(),
-        };
-        clean(&address, MAX_SHORT)
-    }
-
     fn user_trace(
         &self,
         action: Action,
@@ -841,10 +742,6 @@ impl ImapTracer {
             target: Some(target),
         }
     }
-}
-
-fn mss() -> ClassName {
-    ClassName::new("mss").expect("`mss` is a valid class name")
 }
 
 /// A mailbox argument as a folder name (unknown when sent as a literal).

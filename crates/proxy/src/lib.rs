@@ -12,10 +12,17 @@
 //!   journal, flushed in order.
 //! - [`tls`]: the TLS modes of each side.
 //! - [`smtp`]: a passive SMTP/submission parser for both directions.
+//! - [`smtp_trace`]: one registre trace per AUTH, mail transaction and QUIT
+//!   (DESIGN §9 table); [`trace_common`] holds what both tracers share.
+//! - [`smtp_relay`]: the submission relay (implicit TLS or STARTTLS toward
+//!   clients, implicit, STARTTLS or none upstream), fail closed.
 
 pub mod imap;
 pub mod imap_trace;
 pub mod relay;
 pub mod smtp;
+pub mod smtp_relay;
+pub mod smtp_trace;
 pub mod spool;
 pub mod tls;
+pub mod trace_common;

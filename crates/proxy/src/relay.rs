@@ -208,13 +208,19 @@ pub fn upstream_client_config(ca: &Path) -> Result<Arc<ClientConfig>, RelayError
     for cert in certs {
         roots.add(cert).map_err(|e| err(e.to_string()))?;
     }
+    Ok(upstream_client_config_with_roots(roots))
+}
+
+/// A rustls client configuration trusting `roots` (no ALPN).
+pub fn upstream_client_config_with_roots(roots: RootCertStore) -> Arc<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| err(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    let config =
+        match ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
+            Ok(builder) => builder,
+            // *ring* supports the safe default versions: not reachable.
+            Err(e) => unreachable!("ring lacks TLS 1.2/1.3: {e}"),
+        };
+    Arc::new(config.with_root_certificates(roots).with_no_client_auth())
 }
 
 /// Serves `listener` until `shutdown` resolves: then stops accepting, closes
@@ -520,6 +526,7 @@ async fn relay<J: Journal>(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), RelayError> {
     let mut session = Session::new(limits);
+    session.client.refuse_starttls();
     let mut tracer = ImapTracer::new(tracer, info);
     // The greeting was read (and forwarded) outside the pumps.
     let (events, _) = session.server_bytes(&upstream.greeting)?;
@@ -569,6 +576,17 @@ async fn relay<J: Journal>(
     result
 }
 
+/// The proxy's own answer to commands it never forwards: a second TLS
+/// layer or compression would leave the stream unreadable (both are
+/// removed from the capabilities; a client sending them anyway is told no).
+fn never_forwarded(name: &str) -> Option<&'static [u8]> {
+    match name {
+        "STARTTLS" => Some(b" BAD [CLIENTBUG] TLS is already active with the proxy\r\n"),
+        "COMPRESS" => Some(b" NO [CANNOT] compression is not available through the proxy\r\n"),
+        _ => None,
+    }
+}
+
 /// Commands that can produce a trace: refused before forwarding when the
 /// journal is not ready.
 fn traceable(name: &[u8]) -> bool {
@@ -605,7 +623,7 @@ async fn client_to_server<R, W, J>(
     mut to: W,
     shared: &Mutex<Shared>,
     journal: &J,
-    inject: mpsc::Sender<String>,
+    inject: mpsc::Sender<(String, &'static [u8])>,
 ) -> Result<(), RelayError>
 where
     R: AsyncRead + Unpin,
@@ -629,7 +647,7 @@ where
         pending.extend_from_slice(&buf[..n]);
         let end = base + pending.len() as u64;
         let mut cuts: Vec<(u64, u64)> = Vec::new();
-        let mut refused: Vec<String> = Vec::new();
+        let mut refused: Vec<(String, &'static [u8])> = Vec::new();
         let hold_from;
         {
             let mut guard = lock(shared);
@@ -642,13 +660,15 @@ where
                 };
                 if let Some((start, tag)) = dropping.take_if(|(s, _)| *s == event.start) {
                     cuts.push((start.max(base), event.end));
-                    refused.push(tag);
-                } else if event.start >= base
-                    && traceable(command.name.as_bytes())
-                    && !journal.ready()
-                {
+                    refused.push((tag, NOT_PERFORMED));
+                } else if event.start < base {
+                    // Already (partly) forwarded: the server answers it.
+                } else if let Some(answer) = never_forwarded(&command.name) {
                     cuts.push((event.start, event.end));
-                    refused.push(command.tag.clone());
+                    refused.push((command.tag.clone(), answer));
+                } else if traceable(command.name.as_bytes()) && !journal.ready() {
+                    cuts.push((event.start, event.end));
+                    refused.push((command.tag.clone(), NOT_PERFORMED));
                 }
             }
             let open = session.client.open_command().map(|o| {
@@ -687,7 +707,7 @@ where
                                 .on_client(&e.event)
                                 .map_err(SessionError::from)?;
                         }
-                        refused.push(tag);
+                        refused.push((tag, NOT_PERFORMED));
                     } else {
                         dropping = Some((start, tag));
                     }
@@ -719,14 +739,11 @@ where
             to.write_all(&out).await?;
             to.flush().await?;
         }
-        if !refused.is_empty() {
-            tracing::warn!(
-                commands = refused.len(),
-                "imap relay: journal unavailable, commands refused before the server"
-            );
+        if refused.iter().any(|(_, answer)| *answer == NOT_PERFORMED) {
+            tracing::warn!("imap relay: journal unavailable, commands refused before the server");
         }
-        for tag in refused {
-            if inject.send(tag).await.is_err() {
+        for refusal in refused {
+            if inject.send(refusal).await.is_err() {
                 return Ok(());
             }
         }
@@ -776,7 +793,7 @@ async fn server_to_client<R, W, J>(
     mut to: W,
     shared: &Mutex<Shared>,
     journal: &J,
-    mut inject: mpsc::Receiver<String>,
+    mut inject: mpsc::Receiver<(String, &'static [u8])>,
     position: u64,
 ) -> Result<(), RelayError>
 where
@@ -791,7 +808,7 @@ where
         sent: position,
         line_start: position,
     };
-    let mut queued: VecDeque<String> = VecDeque::new();
+    let mut queued: VecDeque<(String, &'static [u8])> = VecDeque::new();
     let mut inject_open = true;
     loop {
         tokio::select! {
@@ -803,8 +820,8 @@ where
                 }
                 forward_chunk(&buf[..n], &mut stream, shared, journal, &mut to).await?;
             }
-            tag = inject.recv(), if inject_open => match tag {
-                Some(tag) => queued.push_back(tag),
+            refusal = inject.recv(), if inject_open => match refusal {
+                Some(refusal) => queued.push_back(refusal),
                 None => inject_open = false,
             },
         }
@@ -818,16 +835,16 @@ where
 
 /// The refusal lines for the queued tags, inserted at a line boundary.
 fn refusals(
-    queued: &mut VecDeque<String>,
+    queued: &mut VecDeque<(String, &'static [u8])>,
     stream: &mut ServerStream,
     shared: &Mutex<Shared>,
 ) -> Result<Vec<u8>, RelayError> {
     let mut out = Vec::new();
     let mut guard = lock(shared);
     let Shared { session, tracer } = &mut *guard;
-    for tag in queued.drain(..) {
+    for (tag, answer) in queued.drain(..) {
         let mut line = tag.into_bytes();
-        line.extend_from_slice(NOT_PERFORMED);
+        line.extend_from_slice(answer);
         // The session sees the refusal as the server's answer, so the
         // command leaves the matcher; its trace (of an action that did not
         // happen, while the journal is down) is not recorded.
@@ -1193,6 +1210,52 @@ mod tests {
             );
         }
         assert!(journal.traces.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn starttls_and_compress_are_answered_by_the_proxy() {
+        let (client_end, proxy_client) = tokio::io::duplex(64 * 1024);
+        let (proxy_upstream, server_end) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(fake_server(server_end));
+        let journal = Memory {
+            refuse: false,
+            ready: true,
+            traces: Mutex::new(Vec::new()),
+        };
+        let (_stop_tx, stop) = watch::channel(false);
+        let proxy = async {
+            let mut upstream: Box<dyn Io> = Box::new(proxy_upstream);
+            let mut buf = Vec::new();
+            let greeting = greeting_line(&mut upstream, &mut buf).await.unwrap();
+            relay(
+                Box::new(proxy_client),
+                Upstream {
+                    io: upstream,
+                    greeting,
+                },
+                ConnectionInfo::default(),
+                (Arc::default(), Limits::default()),
+                &journal,
+                stop,
+            )
+            .await
+        };
+        let client = async {
+            let (mut r, mut w) = tokio::io::split(client_end);
+            let mut seen = Vec::new();
+            w.write_all(b"t1 STARTTLS\r\nt2 COMPRESS DEFLATE\r\nt3 NOOP\r\n")
+                .await
+                .unwrap();
+            read_until(&mut r, &mut seen, "t3 OK").await;
+            read_until(&mut r, &mut seen, "t2 NO").await;
+            drop(w);
+            String::from_utf8(seen).unwrap()
+        };
+        let (result, seen) = tokio::join!(proxy, client);
+        result.unwrap();
+        assert_eq!(server.await.unwrap(), b"t3 NOOP\r\n");
+        assert!(seen.contains("t1 BAD [CLIENTBUG]"), "{seen}");
+        assert!(seen.contains("t2 NO [CANNOT]"), "{seen}");
     }
 
     #[test]

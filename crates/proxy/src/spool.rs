@@ -27,7 +27,6 @@
 //! one found at start, so a restarted proxy flushes what it left.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -83,6 +82,9 @@ pub trait Verdict {
         false
     }
 }
+
+/// The oldest batch, or why it cannot be read (with its sequence).
+type Batch = Result<(u64, Vec<Trace>), (u64, SpoolError)>;
 
 /// The spool directory and its files.
 #[derive(Debug)]
@@ -206,7 +208,7 @@ impl Spool {
     }
 
     /// The oldest batch, opened.
-    fn oldest(&self) -> Option<Result<(u64, Vec<Trace>), (u64, SpoolError)>> {
+    fn oldest(&self) -> Option<Batch> {
         let (seq, _) = *self.state().files.front()?;
         let path = self.path(seq);
         let read = || -> Result<Vec<Trace>, SpoolError> {
@@ -321,8 +323,8 @@ where
 {
     type Error = SpooledError;
 
-    fn record(&self, traces: Vec<Trace>) -> impl Future<Output = Result<(), SpooledError>> + Send {
-        async move {
+    async fn record(&self, traces: Vec<Trace>) -> Result<(), SpooledError> {
+        {
             if self.spool.is_empty() {
                 match self.journal.record(traces.clone()).await {
                     Ok(()) => return Ok(()),

@@ -55,6 +55,9 @@ pub enum SearchError {
     UnknownClass(String),
     #[error("reading the journal failed: {0}")]
     Io(#[from] io::Error),
+    /// The backing database cannot answer (PostgreSQL down or failing).
+    #[error("the journal cannot be read right now: {0}")]
+    Unavailable(String),
     #[error("corrupt record in log {log} at index {index}: {reason}")]
     Corrupt {
         log: String,
@@ -73,6 +76,9 @@ pub enum IntegrityError {
     OutOfRange(String),
     #[error("storage error: {0}")]
     Io(#[from] io::Error),
+    /// The backing database cannot answer (PostgreSQL down or failing).
+    #[error("storage error: {0}")]
+    Unavailable(String),
 }
 
 /// A purge failed part way; what was purged before the failure is recorded

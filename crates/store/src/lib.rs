@@ -10,6 +10,8 @@
 //! documented byte by byte in `docs/format.md`.
 
 pub mod clock;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod crypto;
 mod cursor;
 mod embedded;
@@ -19,6 +21,15 @@ pub mod keys;
 mod query;
 mod store;
 pub mod vfs;
+
+/// The at-rest form every backend shares (the PostgreSQL store uses the
+/// embedded store's): a record's plaintext and commitment, the blind index
+/// values, and the authenticated purge history records.
+pub mod at_rest {
+    pub use crate::embedded::index::{Key, Keys, key_hash, keys_of};
+    pub use crate::embedded::log::{commitment, decode_record};
+    pub use crate::embedded::purged::{History, Purged, RECORD_LEN as PURGE_RECORD_LEN};
+}
 
 pub use cursor::Cursor;
 pub use embedded::SignedCheckpoint;

@@ -46,6 +46,31 @@ pub struct Page {
 }
 
 impl Query {
+    /// True when `t` matches every value filter of the query (actor,
+    /// patient, mailbox without ASCII case, action; not class nor time),
+    /// exactly as a search checks each record it reads.
+    pub fn matches(&self, t: &StoredTrace) -> bool {
+        if self.actor.as_deref().is_some_and(|a| a != t.actor.id) {
+            return false;
+        }
+        if self
+            .patient
+            .as_deref()
+            .is_some_and(|p| Some(p) != t.patient_id())
+        {
+            return false;
+        }
+        if let Some(m) = &self.mailbox
+            && t.mailbox().map(Query::normalise_mailbox) != Some(Query::normalise_mailbox(m))
+        {
+            return false;
+        }
+        if self.action.as_ref().is_some_and(|a| *a != t.action) {
+            return false;
+        }
+        true
+    }
+
     /// Normalises a mailbox the way the index does (ASCII lowercase).
     pub fn normalise_mailbox(m: &str) -> String {
         m.to_ascii_lowercase()

@@ -50,13 +50,13 @@ pub trait Store: Send + Sync + 'static {
     /// Newest first (by reception), filtered, paged by an opaque cursor.
     fn search(&self, query: Query) -> BoxFuture<'_, Result<Page, SearchError>>;
 
-    /// The classes (logs) this store accepts.
+    /// The classes (logs) this store accepts (fixed when it is opened).
     fn classes(&self) -> Vec<ClassName>;
 
-    fn stats(&self) -> Vec<LogStats>;
+    fn stats(&self) -> BoxFuture<'_, Result<Vec<LogStats>, IntegrityError>>;
 
     /// Each log's origin, size and latest checkpoint.
-    fn logs(&self) -> Vec<LogInfo>;
+    fn logs(&self) -> BoxFuture<'_, Result<Vec<LogInfo>, IntegrityError>>;
 
     /// The verifier key of the checkpoint signer
     /// (`<name>+<hex key id>+<base64(0x01‖pubkey)>`).
@@ -71,10 +71,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Option<SignedCheckpoint>, IntegrityError>>;
 
     /// Every checkpoint ever issued for `log`, oldest first.
-    fn checkpoint_history(&self, log: &str) -> Result<Vec<SignedCheckpoint>, IntegrityError>;
+    fn checkpoint_history(
+        &self,
+        log: &str,
+    ) -> BoxFuture<'_, Result<Vec<SignedCheckpoint>, IntegrityError>>;
 
     /// The bytes of a tile or entry bundle (C2SP tlog-tiles).
-    fn tile(&self, log: &str, tile: TilePath) -> Result<Vec<u8>, IntegrityError>;
+    fn tile(&self, log: &str, tile: TilePath) -> BoxFuture<'_, Result<Vec<u8>, IntegrityError>>;
 
     /// RFC 6962 inclusion proof of `index` in the tree of `size` leaves.
     fn inclusion_proof(
@@ -82,11 +85,15 @@ pub trait Store: Send + Sync + 'static {
         log: &str,
         index: u64,
         size: u64,
-    ) -> Result<Vec<Hash>, IntegrityError>;
+    ) -> BoxFuture<'_, Result<Vec<Hash>, IntegrityError>>;
 
     /// RFC 6962 consistency proof between two tree sizes.
-    fn consistency_proof(&self, log: &str, from: u64, to: u64)
-    -> Result<Vec<Hash>, IntegrityError>;
+    fn consistency_proof(
+        &self,
+        log: &str,
+        from: u64,
+        to: u64,
+    ) -> BoxFuture<'_, Result<Vec<Hash>, IntegrityError>>;
 
     /// Destroys, in each log of `req.retention`, the traces past its
     /// retention that no active legal hold (nor `req.holds`) matches:
@@ -95,7 +102,7 @@ pub trait Store: Send + Sync + 'static {
     fn purge(&self, req: PurgeRequest) -> BoxFuture<'_, Result<PurgeReport, PurgeError>>;
 
     /// Every legal hold, released ones included.
-    fn holds(&self) -> Vec<Hold>;
+    fn holds(&self) -> BoxFuture<'_, Result<Vec<Hold>, HoldError>>;
 
     fn add_hold(&self, hold: Hold) -> BoxFuture<'_, Result<Hold, HoldError>>;
 

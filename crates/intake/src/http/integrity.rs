@@ -61,7 +61,7 @@ pub async fn tile(
             .into_response();
         }
     };
-    match st.store.tile(&log, tile) {
+    match st.store.tile(&log, tile).await {
         Ok(bytes) => {
             let mut resp = bytes.into_response();
             let h = resp.headers_mut();
@@ -119,9 +119,11 @@ pub async fn logs(
         return p.into_response();
     }
     let vkey = st.store.verifier_key();
-    let logs = st
-        .store
-        .logs()
+    let logs = match st.store.logs().await {
+        Ok(l) => l,
+        Err(e) => return integrity_problem(e).into_response(),
+    };
+    let logs = logs
         .into_iter()
         .map(|l| LogEntry {
             checkpoint_url: format!("/logs/{}/checkpoint", l.log),
@@ -174,6 +176,7 @@ pub async fn inclusion(
         let hashes = st
             .store
             .inclusion_proof(&log, index, size)
+            .await
             .map_err(integrity_problem)?;
         Ok::<_, Problem>(InclusionBody {
             log,
@@ -226,13 +229,14 @@ pub async fn consistency(
         Ok(p) => p,
         Err(p) => return p.into_response(),
     };
-    let r = (|| {
+    let r = async {
         let log = params.required("log")?;
         let from = params.number("from")?.ok_or_else(|| missing("from"))?;
         let to = params.number("to")?.ok_or_else(|| missing("to"))?;
         let hashes = st
             .store
             .consistency_proof(&log, from, to)
+            .await
             .map_err(integrity_problem)?;
         Ok::<_, Problem>(ConsistencyBody {
             log,
@@ -240,7 +244,8 @@ pub async fn consistency(
             to,
             hashes: b64(&hashes),
         })
-    })();
+    }
+    .await;
     match r {
         Ok(body) => {
             let summary = format!(
@@ -283,6 +288,8 @@ pub async fn covering_checkpoint(
     let size = st
         .store
         .logs()
+        .await
+        .map_err(integrity_problem)?
         .into_iter()
         .find(|l| l.log.as_str() == log)
         .map(|l| l.size)

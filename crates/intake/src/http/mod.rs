@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -176,9 +176,17 @@ async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) -> R
 }
 
 async fn healthz(State(st): State<Arc<AppState>>) -> Response {
-    let logs: Vec<_> = st
-        .store
-        .stats()
+    let stats = match st.store.stats().await {
+        Ok(s) => s,
+        Err(e) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"status": "unavailable", "error": e.to_string()})),
+            )
+                .into_response();
+        }
+    };
+    let logs: Vec<_> = stats
         .into_iter()
         .map(|s| serde_json::json!({"log": s.log, "size": s.size}))
         .collect();
@@ -186,7 +194,9 @@ async fn healthz(State(st): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
-    let body = st.metrics.render(&st.store.stats());
+    // A store that cannot answer (PostgreSQL down) renders no log sizes.
+    let stats = st.store.stats().await.unwrap_or_default();
+    let body = st.metrics.render(&stats);
     let mut r = body.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -183,7 +183,10 @@ pub async fn list_holds(
     State(st): State<Arc<AppState>>,
     Extension(who): Extension<Principal>,
 ) -> Response {
-    let holds = st.store.holds();
+    let holds = match st.store.holds().await {
+        Ok(h) => h,
+        Err(e) => return hold_error(e),
+    };
     let active = holds.iter().filter(|h| h.active()).count();
     if let Err(p) = record(
         &st,
@@ -283,7 +286,11 @@ pub async fn release_hold(
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Response {
-    let Some(h) = st.store.holds().into_iter().find(|h| h.id == id) else {
+    let holds = match st.store.holds().await {
+        Ok(h) => h,
+        Err(e) => return hold_error(e),
+    };
+    let Some(h) = holds.into_iter().find(|h| h.id == id) else {
         return hold_error(HoldError::Unknown(id));
     };
     if !h.active() {

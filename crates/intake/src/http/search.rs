@@ -81,7 +81,11 @@ pub async fn search_traces(
                 for record in page.traces {
                     let log = record.trace.log.as_str().to_owned();
                     let size = sizes.get(&log).copied().unwrap_or(0);
-                    let proof = match st.store.inclusion_proof(&log, record.trace.index, size) {
+                    let proof = match st
+                        .store
+                        .inclusion_proof(&log, record.trace.index, size)
+                        .await
+                    {
                         Ok(h) => ProofBody {
                             size,
                             hashes: super::integrity::b64(&h),

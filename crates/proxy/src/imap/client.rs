@@ -193,6 +193,9 @@ pub struct ClientDecoder {
     limits: Limits,
     framer: Framer,
     mode: Mode,
+    /// STARTTLS is answered by the caller, never by the server: the bytes
+    /// after it are still commands.
+    starttls_refused: bool,
 }
 
 impl ClientDecoder {
@@ -202,13 +205,22 @@ impl ClientDecoder {
             limits,
             framer: Framer::new(limits),
             mode: Mode::Commands,
+            starttls_refused: false,
         }
+    }
+
+    /// The caller refuses STARTTLS itself (the relay, whose clients are on
+    /// TLS with it already): it stays an ordinary command.
+    pub fn refuse_starttls(&mut self) {
+        self.starttls_refused = true;
     }
 
     /// Starts over, positions from 0: after the TLS handshake that follows
     /// STARTTLS.
     pub fn reset(&mut self) {
+        let refused = self.starttls_refused;
         *self = Self::new(self.limits);
+        self.starttls_refused = refused;
     }
 
     /// Decodes a chunk of any size; complete lines become events.
@@ -234,7 +246,7 @@ impl ClientDecoder {
             let Some(line) = self.framer.next_line(&mut input)? else {
                 return Ok(());
             };
-            let event = decode_line(&mut self.mode, &line);
+            let event = decode_line(&mut self.mode, &line, self.starttls_refused);
             out.push(Spanned {
                 start: line.start,
                 end: line.end,
@@ -278,7 +290,7 @@ impl ClientDecoder {
             && let Some(line) = self.framer.refuse_pending_literal()
         {
             {
-                let event = decode_line(&mut self.mode, &line);
+                let event = decode_line(&mut self.mode, &line, self.starttls_refused);
                 out.push(Spanned {
                     start: line.start,
                     end: line.end,
@@ -289,7 +301,7 @@ impl ClientDecoder {
     }
 }
 
-fn decode_line(mode: &mut Mode, line: &Line<'_>) -> ClientEvent {
+fn decode_line(mode: &mut Mode, line: &Line<'_>, starttls_refused: bool) -> ClientEvent {
     match mode {
         Mode::Idle { .. } if line.text.eq_ignore_ascii_case(b"DONE") => {
             *mode = Mode::Commands;
@@ -323,7 +335,7 @@ fn decode_line(mode: &mut Mode, line: &Line<'_>) -> ClientEvent {
                         step: usize::from(initial.is_some()),
                     }
                 }
-                ("STARTTLS", _) => Mode::StartTls {
+                ("STARTTLS", _) if !starttls_refused => Mode::StartTls {
                     tag: command.tag.clone(),
                 },
                 _ => Mode::Commands,

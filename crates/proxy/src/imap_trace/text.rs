@@ -6,57 +6,11 @@ use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 use crate::imap::{ResponseCode, SequenceSet};
+// Shared with the SMTP tracer; named here for this module's users and tests.
+pub(super) use crate::trace_common::{clean, defang_literals, rfc3339_millis};
 
 /// At most this many numbers are expanded from a sequence set.
 pub(super) const MAX_EXPANDED: usize = 10_000;
-
-/// `s` without control characters (each becomes a space) and cut to at most
-/// `max` bytes on a character boundary, `…` included when cut.
-pub(super) fn clean(s: &str, max: usize) -> String {
-    let cleaned: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if cleaned.len() <= max {
-        return cleaned;
-    }
-    let mut cut = max.saturating_sub('…'.len_utf8());
-    while !cleaned.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &cleaned[..cut])
-}
-
-/// Breaks anything the content guard would read as an IMAP literal marker
-/// (`{12}`, `{12+}`, inside a quoted mailbox name say) by writing `{ 12}`;
-/// the `{12 bytes}` placeholders are left as they are.
-pub(super) fn defang_literals(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = String::with_capacity(s.len());
-    let mut last = 0;
-    for i in 0..b.len() {
-        if b[i] != b'{' {
-            continue;
-        }
-        let mut j = i + 1;
-        while j < b.len() && b[j].is_ascii_digit() {
-            j += 1;
-        }
-        if j == i + 1 {
-            continue;
-        }
-        if j < b.len() && b[j] == b'+' {
-            j += 1;
-        }
-        if j < b.len() && b[j] == b'}' {
-            out.push_str(&s[last..=i]);
-            out.push(' ');
-            last = i + 1;
-        }
-    }
-    out.push_str(&s[last..]);
-    out
-}
 
 /// A sorted, deduplicated UID list as a compact set: `1:3,7`.
 pub(super) fn compress(uids: &[u32]) -> String {
@@ -182,27 +136,6 @@ fn decode_mutf7(wire: &str) -> Option<String> {
     }
     out.push_str(rest);
     Some(out)
-}
-
-/// RFC 3339 with milliseconds and the UTC offset:
-/// `2026-11-28T15:42:07.123+01:00`.
-pub(super) fn rfc3339_millis(now: &jiff::Zoned) -> String {
-    let dt = now.datetime();
-    let offset = now.offset().seconds();
-    let sign = if offset < 0 { '-' } else { '+' };
-    let offset = offset.unsigned_abs();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}{sign}{:02}:{:02}",
-        dt.year(),
-        dt.month(),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second(),
-        dt.subsec_nanosecond() / 1_000_000,
-        offset / 3600,
-        offset % 3600 / 60,
-    )
 }
 
 #[cfg(test)]

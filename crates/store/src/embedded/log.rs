@@ -673,7 +673,8 @@ fn read_record(
     decode_record(plain).map_err(corrupt)
 }
 
-fn decode_record(rec: &[u8]) -> Result<StoredRecord, String> {
+/// Decodes a record's plaintext (`salt ‖ JCS(trace)`).
+pub fn decode_record(rec: &[u8]) -> Result<StoredRecord, String> {
     if rec.len() < 16 {
         return Err("record shorter than its salt".into());
     }

@@ -21,9 +21,9 @@
 //!    anywhere else is corruption and stops the open with its location.
 
 mod format;
-mod index;
-mod log;
-mod purged;
+pub(crate) mod index;
+pub(crate) mod log;
+pub(crate) mod purged;
 mod tree;
 pub mod verify;
 
@@ -444,8 +444,9 @@ impl Store for EmbeddedStore {
         Box::pin(EmbeddedStore::purge(self, req))
     }
 
-    fn holds(&self) -> Vec<Hold> {
-        self.holds.list()
+    fn holds(&self) -> BoxFuture<'_, Result<Vec<Hold>, HoldError>> {
+        let r = Ok(self.holds.list());
+        Box::pin(async move { r })
     }
 
     fn add_hold(&self, hold: Hold) -> BoxFuture<'_, Result<Hold, HoldError>> {
@@ -498,20 +499,14 @@ impl Store for EmbeddedStore {
         self.logs.values().map(|l| l.name().clone()).collect()
     }
 
-    fn stats(&self) -> Vec<LogStats> {
-        self.logs.values().map(|l| l.stats()).collect()
+    fn stats(&self) -> BoxFuture<'_, Result<Vec<LogStats>, IntegrityError>> {
+        let r = Ok(EmbeddedStore::stats(self));
+        Box::pin(async move { r })
     }
 
-    fn logs(&self) -> Vec<LogInfo> {
-        self.logs
-            .values()
-            .map(|l| LogInfo {
-                log: l.name().clone(),
-                origin: l.tree.origin.clone(),
-                size: l.tree.size(),
-                checkpoint_size: l.tree.latest().map_or(0, |c| c.size),
-            })
-            .collect()
+    fn logs(&self) -> BoxFuture<'_, Result<Vec<LogInfo>, IntegrityError>> {
+        let r = Ok(EmbeddedStore::logs(self));
+        Box::pin(async move { r })
     }
 
     fn verifier_key(&self) -> String {
@@ -533,7 +528,65 @@ impl Store for EmbeddedStore {
         Box::pin(async move { r })
     }
 
-    fn checkpoint_history(&self, log: &str) -> Result<Vec<SignedCheckpoint>, IntegrityError> {
+    fn checkpoint_history(
+        &self,
+        log: &str,
+    ) -> BoxFuture<'_, Result<Vec<SignedCheckpoint>, IntegrityError>> {
+        let r = EmbeddedStore::checkpoint_history(self, log);
+        Box::pin(async move { r })
+    }
+
+    fn tile(&self, log: &str, tile: TilePath) -> BoxFuture<'_, Result<Vec<u8>, IntegrityError>> {
+        let r = EmbeddedStore::tile(self, log, tile);
+        Box::pin(async move { r })
+    }
+
+    fn inclusion_proof(
+        &self,
+        log: &str,
+        index: u64,
+        size: u64,
+    ) -> BoxFuture<'_, Result<Vec<Hash>, IntegrityError>> {
+        let r = EmbeddedStore::inclusion_proof(self, log, index, size);
+        Box::pin(async move { r })
+    }
+
+    fn consistency_proof(
+        &self,
+        log: &str,
+        from: u64,
+        to: u64,
+    ) -> BoxFuture<'_, Result<Vec<Hash>, IntegrityError>> {
+        let r = EmbeddedStore::consistency_proof(self, log, from, to);
+        Box::pin(async move { r })
+    }
+}
+
+/// Synchronous forms of the integrity reads (the embedded store answers from
+/// memory and local files); the [`Store`] methods wrap them.
+impl EmbeddedStore {
+    pub fn stats(&self) -> Vec<LogStats> {
+        self.logs.values().map(|l| l.stats()).collect()
+    }
+
+    pub fn logs(&self) -> Vec<LogInfo> {
+        self.logs
+            .values()
+            .map(|l| LogInfo {
+                log: l.name().clone(),
+                origin: l.tree.origin.clone(),
+                size: l.tree.size(),
+                checkpoint_size: l.tree.latest().map_or(0, |c| c.size),
+            })
+            .collect()
+    }
+
+    /// Every legal hold, released ones included.
+    pub fn holds(&self) -> Vec<Hold> {
+        self.holds.list()
+    }
+
+    pub fn checkpoint_history(&self, log: &str) -> Result<Vec<SignedCheckpoint>, IntegrityError> {
         let l = self.log(log)?;
         Ok(l.tree
             .history
@@ -542,11 +595,11 @@ impl Store for EmbeddedStore {
             .clone())
     }
 
-    fn tile(&self, log: &str, tile: TilePath) -> Result<Vec<u8>, IntegrityError> {
+    pub fn tile(&self, log: &str, tile: TilePath) -> Result<Vec<u8>, IntegrityError> {
         self.log(log)?.tree.tile_bytes(tile)
     }
 
-    fn inclusion_proof(
+    pub fn inclusion_proof(
         &self,
         log: &str,
         index: u64,
@@ -564,7 +617,7 @@ impl Store for EmbeddedStore {
             .map_err(|e| IntegrityError::OutOfRange(e.to_string()))
     }
 
-    fn consistency_proof(
+    pub fn consistency_proof(
         &self,
         log: &str,
         from: u64,
