@@ -27,6 +27,7 @@ async fn registre_proxy_imap_traces_a_session_through_real_dovecot() {
     std::fs::write(&key_file, key).expect("key");
     let data = dir.path().join("data");
     let port = free_port();
+    let api_port = free_port();
     let mut proxy = Command::new(env!("CARGO_BIN_EXE_registre"))
         .args(["proxy", "imap", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--tls-cert")
@@ -44,6 +45,7 @@ async fn registre_proxy_imap_traces_a_session_through_real_dovecot() {
         ])
         .arg("--data")
         .arg(&data)
+        .args(["--api-listen", &format!("127.0.0.1:{api_port}")])
         .env("REGISTRE_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -90,6 +92,26 @@ m.logout()
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The HTTP API from the proxy's process: the traces are there already.
+    let token = std::fs::read_to_string(data.join("admin-token")).expect("admin token");
+    let api = Command::new("curl")
+        .args([
+            "-sf",
+            "-H",
+            &format!("Authorization: Bearer {}", token.trim()),
+        ])
+        .arg(format!(
+            "http://127.0.0.1:{api_port}/v1/traces?class=mss&limit=100"
+        ))
+        .output()
+        .expect("curl");
+    let page: serde_json::Value = serde_json::from_slice(&api.stdout).expect("json from the API");
+    assert_eq!(
+        page["traces"].as_array().map(Vec::len),
+        Some(5),
+        "five traces through --api-listen: {page}"
+    );
+
     // A graceful stop (SIGINT), then the journal is read back.
     let _ = Command::new("kill")
         .args(["-INT", &proxy.id().to_string()])
@@ -119,6 +141,8 @@ m.logout()
     let page = store
         .search(Query {
             limit: 100,
+            // Not the `recherche` trace of the API read above.
+            class: ClassName::new(ClassName::MSS).ok(),
             ..Query::default()
         })
         .await
