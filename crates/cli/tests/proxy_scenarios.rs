@@ -698,3 +698,133 @@ fn a_new_user_puts_the_proxy_in_front_of_real_mail_servers() {
 fn files_in(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
+
+/// Without a spool, a journal outage refuses traceable commands before they
+/// reach the mail server (IMAP `NO [UNAVAILABLE]`, SMTP `451`/`454`), and
+/// the proxy serves again as soon as the journal answers.
+#[test]
+fn without_a_spool_the_proxy_fails_closed() {
+    let Some(servers) = MailServers::start_with_users(&[(MARTIN, PASSWORD)]) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let api_port = free_port();
+    let api = format!("http://127.0.0.1:{api_port}");
+    let data = dir.join("journal");
+    let serve_args = [
+        "serve",
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--listen",
+        &format!("127.0.0.1:{api_port}"),
+    ];
+    let mut serve = registre(&serve_args, &dir.join("serve.log"));
+    wait_port(api_port, "registre serve");
+    // The admin token is a trusted proxy too (the bootstrap key).
+    let token_file = data.join("admin-token");
+    let (cert, key) = servers.issue(&["localhost", "127.0.0.1"]);
+    let (cert_file, key_file) = (dir.join("proxy.pem"), dir.join("proxy.key"));
+    std::fs::write(&cert_file, cert).expect("cert");
+    std::fs::write(&key_file, key).expect("key");
+    let (imap_port, smtp_port) = (free_port(), free_port());
+    let config = format!(
+        "[proxy]\njournal = \"{api}\"\ntoken_file = {token_file:?}\n\n\
+         [[proxy.imap]]\nlisten = \"127.0.0.1:{imap_port}\"\ntls_cert = {cert_file:?}\n\
+         tls_key = {key_file:?}\nupstream = \"localhost:{}\"\nupstream_ca = {:?}\n\n\
+         [[proxy.smtp]]\nlisten = \"127.0.0.1:{smtp_port}\"\ntls_cert = {cert_file:?}\n\
+         tls_key = {key_file:?}\nupstream = \"localhost:{}\"\nupstream_ca = {:?}\n",
+        servers.imaps, servers.ca_pem, servers.submissions, servers.ca_pem,
+    );
+    let config_file = dir.join("registre.toml");
+    std::fs::write(&config_file, config).expect("config");
+    let proxy_log = dir.join("proxy.log");
+    let mut proxy = registre(
+        &["proxy", "--config", config_file.to_str().expect("utf-8")],
+        &proxy_log,
+    );
+    wait_port(imap_port, "registre proxy");
+    wait_port(smtp_port, "registre proxy");
+
+    let script = r#"
+import imaplib, smtplib, ssl, sys, json
+ca, imap_port, smtp_port, user, pw = sys.argv[1:6]
+ctx = ssl.create_default_context(cafile=ca)
+out = {}
+m = imaplib.IMAP4_SSL("localhost", int(imap_port), ssl_context=ctx)
+try:
+    m.login(user, pw)
+    out["login"] = "OK"
+except imaplib.IMAP4.error as e:
+    out["login"] = str(e)
+m.logout()
+s = smtplib.SMTP_SSL("localhost", int(smtp_port), context=ctx, timeout=30)
+try:
+    s.login(user, pw)
+    out["auth"] = 235
+except smtplib.SMTPException as e:
+    out["auth"] = getattr(e, "smtp_code", str(e))
+s.quit()
+print(json.dumps(out))
+"#;
+    let run = || -> Value {
+        let out = Command::new("python3")
+            .args(["-c", script])
+            .arg(&servers.ca_pem)
+            .args([imap_port.to_string(), smtp_port.to_string()])
+            .args([MARTIN, PASSWORD])
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+
+    // Up: works, and the proxy learns the journal answers.
+    let up = run();
+    assert_eq!(up["login"], "OK", "{up}");
+    assert_eq!(up["auth"], 235, "{up}");
+    // Down: the first failure marks the journal down (that run's LOGIN was
+    // forwarded, its answer refused to the client); from then on nothing
+    // traceable reaches the server.
+    stop(&mut serve);
+    let first = run();
+    assert_ne!(first["login"], "OK", "{first}");
+    std::thread::sleep(Duration::from_millis(300));
+    let logins_before = servers.logs().matches("Login: user=<").count();
+    let down = run();
+    assert!(
+        down["login"]
+            .as_str()
+            .is_some_and(|s| s.contains("[UNAVAILABLE]") && s.contains("not performed")),
+        "{down}"
+    );
+    assert_eq!(down["auth"], 454, "{down}");
+    std::thread::sleep(Duration::from_millis(300));
+    let logins_during = servers.logs().matches("Login: user=<").count();
+    assert_eq!(
+        logins_during, logins_before,
+        "a login reached the mail server while the journal was down"
+    );
+
+    // Back: served again once the probe sees the journal.
+    let mut serve = registre(&serve_args, &dir.join("serve-2.log"));
+    wait_port(api_port, "registre serve (again)");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let again = loop {
+        let r = run();
+        if r["login"] == "OK" || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(again["login"], "OK", "{again}");
+    assert_eq!(again["auth"], 235, "{again}");
+    stop(&mut proxy);
+    stop(&mut serve);
+    let log = std::fs::read(&proxy_log).unwrap_or_default();
+    assert!(!contains(&log, PASSWORD), "password in the proxy's log");
+}
