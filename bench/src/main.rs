@@ -3,12 +3,20 @@
 //!
 //! ```text
 //! cargo run --release -p registre-bench -- [--traces N] [--http-traces N] [--quick]
+//! cargo run --release -p registre-bench -- --only proxy [--quick]
 //! ```
 //!
-//! PostgreSQL runs when REGISTRE_TEST_DATABASE_URL is set.
+//! PostgreSQL runs when REGISTRE_TEST_DATABASE_URL is set. The IMAP/SMTP proxy
+//! section (`proxy.rs`) needs root, Dovecot and Postfix (the proxy crate's
+//! test harness), and nginx with its mail module for the nginx peer.
 
 mod peers;
+mod proxy;
 mod workload;
+
+// The proxy crate's real mail servers (Dovecot, Postfix), for `proxy.rs`.
+#[path = "../../crates/proxy/tests/support/mod.rs"]
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +30,11 @@ pub struct Opts {
     single_requests: usize,
     searches: usize,
     purge_traces: usize,
+    /// `--only proxy`: the IMAP/SMTP proxy section alone.
+    only_proxy: bool,
+    /// `--no-proxy`: everything but the IMAP/SMTP proxy section.
+    no_proxy: bool,
+    proxy: proxy::ProxyOpts,
 }
 
 fn parse_args() -> Opts {
@@ -31,8 +44,13 @@ fn parse_args() -> Opts {
         single_requests: 20_000,
         searches: 2_000,
         purge_traces: 10_000_000,
+        only_proxy: false,
+        no_proxy: false,
+        proxy: proxy::ProxyOpts::full(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Applied after the presets (--quick, --smoke), whatever the order.
+    let (mut proxy_secs, mut proxy_sessions, mut proxy_rounds) = (None, None, None);
     let mut i = 0;
     while i < args.len() {
         let val = |i: usize| -> usize {
@@ -56,7 +74,42 @@ fn parse_args() -> Opts {
                 o.purge_traces = val(i);
                 i += 1;
             }
+            "--only" => {
+                match args.get(i + 1).map(String::as_str) {
+                    Some("proxy") => o.only_proxy = true,
+                    _ => {
+                        eprintln!("--only needs a section: proxy");
+                        std::process::exit(2)
+                    }
+                }
+                i += 1;
+            }
+            "--no-proxy" => o.no_proxy = true,
+            "--proxy-secs" => {
+                proxy_secs = Some(Duration::from_secs(val(i) as u64));
+                i += 1;
+            }
+            "--proxy-rounds" => {
+                proxy_rounds = Some(val(i).max(1));
+                i += 1;
+            }
+            "--proxy-sessions" => {
+                let list: Option<Vec<usize>> = args.get(i + 1).and_then(|v| {
+                    v.split(',')
+                        .map(|n| n.trim().parse().ok().filter(|&n| n > 0))
+                        .collect()
+                });
+                match list {
+                    Some(l) if !l.is_empty() => proxy_sessions = Some(l),
+                    _ => {
+                        eprintln!("--proxy-sessions needs a list like 1,8,32");
+                        std::process::exit(2)
+                    }
+                }
+                i += 1;
+            }
             "--smoke" => {
+                o.proxy = proxy::ProxyOpts::smoke();
                 o.purge_traces = 20_000;
                 o.traces = 3_000;
                 o.http_traces = 2_000;
@@ -64,6 +117,7 @@ fn parse_args() -> Opts {
                 o.searches = 50;
             }
             "--quick" => {
+                o.proxy = proxy::ProxyOpts::quick();
                 o.purge_traces = 1_000_000;
                 o.traces = 100_000;
                 o.http_traces = 50_000;
@@ -73,8 +127,13 @@ fn parse_args() -> Opts {
             "--help" | "-h" => {
                 println!(
                     "registre-bench [--traces N (1000000)] [--http-traces N (300000)] [--purge-traces N (10000000)] [--quick | --smoke]\n\
+                     \x20              [--only proxy | --no-proxy] [--proxy-secs N (10)] [--proxy-rounds N (5)]\n\
+                     \x20              [--proxy-sessions 1,8,32]\n\
                      Runs registre (library and HTTP), SQLite and PostgreSQL (when\n\
-                     REGISTRE_TEST_DATABASE_URL is set) on the same traces and prints a table."
+                     REGISTRE_TEST_DATABASE_URL is set) on the same traces and prints a table;\n\
+                     then the IMAP/SMTP proxy section: direct to Dovecot, through nginx's mail proxy\n\
+                     and through registre's relay (needs root, Dovecot, Postfix; nginx and\n\
+                     libnginx-mod-mail for the nginx peer). --only proxy runs that section alone."
                 );
                 std::process::exit(0);
             }
@@ -84,6 +143,15 @@ fn parse_args() -> Opts {
             }
         }
         i += 1;
+    }
+    if let Some(d) = proxy_secs {
+        o.proxy.measure = d;
+    }
+    if let Some(s) = proxy_sessions {
+        o.proxy.sessions = s;
+    }
+    if let Some(r) = proxy_rounds {
+        o.proxy.rounds = r;
     }
     o
 }
@@ -105,7 +173,16 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run(o));
+    if o.only_proxy {
+        rt.block_on(proxy::run(&o.proxy, &machine()));
+        return;
+    }
+    rt.block_on(async {
+        run(&o).await;
+        if !o.no_proxy {
+            proxy::run(&o.proxy, &machine()).await;
+        }
+    });
 }
 
 fn classes() -> Vec<ClassName> {
@@ -115,7 +192,7 @@ fn classes() -> Vec<ClassName> {
         .collect()
 }
 
-async fn run(o: Opts) {
+async fn run(o: &Opts) {
     eprintln!("generating {} traces…", o.traces);
     let mut g = workload::Gen::new(42);
     let json: Vec<String> = (0..o.traces).map(|_| g.trace()).collect();
@@ -462,7 +539,7 @@ async fn run(o: Opts) {
         unit: "s",
         higher_better: false,
     });
-    print_table(&rows, &machine, &o, avg);
+    print_table(&rows, &machine, o, avg);
 }
 
 /// Ingests `n` traces (cycling through `traces`) one simulated hour per
