@@ -32,6 +32,8 @@ pub struct Opts {
     purge_traces: usize,
     /// `--only proxy`: the IMAP/SMTP proxy section alone.
     only_proxy: bool,
+    /// `--only postgres`: raw COPY and registre's PostgreSQL backend alone.
+    only_postgres: bool,
     /// `--no-proxy`: everything but the IMAP/SMTP proxy section.
     no_proxy: bool,
     proxy: proxy::ProxyOpts,
@@ -45,6 +47,7 @@ fn parse_args() -> Opts {
         searches: 2_000,
         purge_traces: 10_000_000,
         only_proxy: false,
+        only_postgres: false,
         no_proxy: false,
         proxy: proxy::ProxyOpts::full(),
     };
@@ -77,8 +80,9 @@ fn parse_args() -> Opts {
             "--only" => {
                 match args.get(i + 1).map(String::as_str) {
                     Some("proxy") => o.only_proxy = true,
+                    Some("postgres") => o.only_postgres = true,
                     _ => {
-                        eprintln!("--only needs a section: proxy");
+                        eprintln!("--only needs a section: proxy or postgres");
                         std::process::exit(2)
                     }
                 }
@@ -177,12 +181,62 @@ fn main() {
         rt.block_on(proxy::run(&o.proxy, &machine()));
         return;
     }
+    if o.only_postgres {
+        rt.block_on(postgres_only(&o));
+        return;
+    }
     rt.block_on(async {
         run(&o).await;
         if !o.no_proxy {
             proxy::run(&o.proxy, &machine()).await;
         }
     });
+}
+
+/// `--only postgres`: raw COPY next to registre's PostgreSQL backend with
+/// 1 and 2 nodes, same traces.
+async fn postgres_only(o: &Opts) {
+    let Ok(url) = std::env::var("REGISTRE_TEST_DATABASE_URL") else {
+        eprintln!("SKIP: REGISTRE_TEST_DATABASE_URL is not set");
+        return;
+    };
+    eprintln!("generating {} traces…", o.traces);
+    let mut g = workload::Gen::new(42);
+    let json: Vec<String> = (0..o.traces).map(|_| g.trace()).collect();
+    let traces: Vec<Trace> = json
+        .iter()
+        .map(|j| parse_trace(j.as_bytes(), &Limits::default()).expect("valid trace"))
+        .collect();
+    let mut probe = workload::Gen::new(7);
+    let actors: Vec<String> = (0..o.searches).map(|_| probe.actor()).collect();
+    eprintln!("PostgreSQL: COPY of {} traces…", o.traces);
+    let raw = peers::postgres::run(&url, &traces, &json, &actors)
+        .await
+        .expect("PostgreSQL COPY");
+    let p = peers::pgstore::run(&url, &traces, &classes(), &actors).await;
+    println!(
+        "registre bench (postgres) — {}; {} traces",
+        machine(),
+        o.traces
+    );
+    println!("| figure | registre on PostgreSQL | raw COPY | ratio |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| append, 1 node, 4 tasks × 1000 (traces/s) | {:.0} | {:.0} | {:.2}× |",
+        p.one_node,
+        raw.rate,
+        p.one_node / raw.rate
+    );
+    println!(
+        "| append, 2 nodes, one log (traces/s) | {:.0} | {:.0} | {:.2}× |",
+        p.two_nodes,
+        raw.rate,
+        p.two_nodes / raw.rate
+    );
+    println!(
+        "| search first page p50 / p99 (ms) | {:.3} / {:.3} | {:.3} / {:.3} | |",
+        p.search_p50_ms, p.search_p99_ms, raw.search_p50_ms, raw.search_p99_ms
+    );
 }
 
 fn classes() -> Vec<ClassName> {
@@ -306,6 +360,14 @@ async fn run(o: &Opts) {
         }
     };
 
+    // 5. registre's PostgreSQL backend, 1 and 2 nodes, next to raw COPY.
+    let pg_store = match (&pg, std::env::var("REGISTRE_TEST_DATABASE_URL")) {
+        (Some(_), Ok(url)) => {
+            Some(peers::pgstore::run(&url, &traces, &classes(), &probe_actors).await)
+        }
+        _ => None,
+    };
+
     rows.push(Row {
         what: "durable append, library, batches of 1000 (traces/s)".into(),
         registre: Some(lib_rate),
@@ -322,6 +384,39 @@ async fn run(o: &Opts) {
         unit: "/s",
         higher_better: true,
     });
+    if let Some(p) = &pg_store {
+        rows.push(Row {
+            what: "registre on PostgreSQL, 1 node, 4 tasks × batches of 1000 (traces/s)".into(),
+            registre: Some(p.one_node),
+            sqlite: None,
+            postgres: pg.as_ref().map(|p| p.rate),
+            unit: "/s",
+            higher_better: true,
+        });
+        rows.push(Row {
+            what: "registre on PostgreSQL, 2 nodes, one log (traces/s)".into(),
+            registre: Some(p.two_nodes),
+            sqlite: None,
+            postgres: pg.as_ref().map(|p| p.rate),
+            unit: "/s",
+            higher_better: true,
+        });
+        rows.push(Row {
+            what: format!(
+                "registre on PostgreSQL: search first page p99 at {} traces (ms)",
+                p.size
+            ),
+            registre: Some(p.search_p99_ms),
+            sqlite: None,
+            postgres: pg.as_ref().map(|p| p.search_p99_ms),
+            unit: "ms",
+            higher_better: false,
+        });
+        println!(
+            "PostgreSQL backend: 1 node {:.0} traces/s, 2 nodes {:.0} traces/s, search p50/p99 {:.3}/{:.3} ms (embedded library: {lib_rate:.0} traces/s)",
+            p.one_node, p.two_nodes, p.search_p50_ms, p.search_p99_ms
+        );
+    }
     rows.push(Row {
         what: "FHIR AuditEvent, batch Bundles of 100, 2 clients (events/s)".into(),
         registre: Some(health.fhir_bundle_rate),

@@ -2,6 +2,7 @@
 
 pub mod health;
 pub mod http;
+pub mod pgstore;
 pub mod postgres;
 pub mod sqlite;
 

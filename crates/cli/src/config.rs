@@ -134,7 +134,20 @@ pub struct AccessConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
+    /// `embedded` (default: a data directory) or `postgres` (several nodes
+    /// on one PostgreSQL database; needs `url` and `master_key_file`).
     pub kind: String,
+    /// `postgres://user@host:5432/db` (add `?sslmode=require` for TLS, with
+    /// `&sslrootcert=/path/ca.pem` for a private CA). `registre serve
+    /// --store URL` (or `REGISTRE_STORE`) overrides it and selects PostgreSQL.
+    /// A password is better in `~/.pgpass`-like secrets than here: it can be
+    /// given in the URL, which is never logged.
+    pub url: Option<String>,
+    /// The PostgreSQL schema holding the journal (default `registre`): one
+    /// database can hold several journals.
+    pub schema: String,
+    /// Most PostgreSQL connections each node opens (default 8).
+    pub pool_size: usize,
     /// Segments roll when reception time enters a new period: `1 day`,
     /// `1 hour`, `7 days`…
     pub segment_period: String,
@@ -143,7 +156,106 @@ pub struct StoreConfig {
     pub checkpoint_interval: String,
     /// The master key that wraps every data key (default:
     /// `<data>/keys/master.key`, generated with the data directory).
+    /// Required with `kind = "postgres"`: the key never goes to the database.
     pub master_key_file: Option<PathBuf>,
+}
+
+/// Which backend a command works on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Postgres { url: String, schema: String },
+}
+
+/// True for a `postgres://` or `postgresql://` URL.
+pub fn is_postgres_url(s: &str) -> bool {
+    let l = s.trim().to_ascii_lowercase();
+    l.starts_with("postgres://") || l.starts_with("postgresql://")
+}
+
+/// The URL without its password (`user:***@`, `password=***`), for messages.
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (auth, host) = match rest.rsplit_once('@') {
+                Some((a, h)) => (Some(a), h),
+                None => (None, rest),
+            };
+            match auth {
+                Some(a) => match a.split_once(':') {
+                    Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                    None => format!("{scheme}://{a}@{host}"),
+                },
+                None => format!("{scheme}://{host}"),
+            }
+        }
+        None => base.to_owned(),
+    };
+    if let Some(q) = query {
+        let kept: Vec<String> = q
+            .split('&')
+            .map(|p| {
+                if p.to_ascii_lowercase().starts_with("password=") {
+                    "password=***".to_owned()
+                } else {
+                    p.to_owned()
+                }
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&kept.join("&"));
+    }
+    out
+}
+
+impl StoreConfig {
+    /// The backend: `--store` (a PostgreSQL URL, or `embedded`) first, then
+    /// `[store] kind`/`url`; `--store-schema` over `[store] schema`.
+    pub fn backend(&self, store: Option<&str>, schema: Option<&str>) -> Result<Backend, String> {
+        let schema = schema.unwrap_or(&self.schema).to_owned();
+        let url = match store.map(str::trim) {
+            Some("embedded") => return Ok(Backend::Embedded),
+            Some(u) if is_postgres_url(u) => u.to_owned(),
+            Some(other) => {
+                return Err(format!(
+                    "--store `{}`: expected a postgres:// or postgresql:// URL, or `embedded`",
+                    redact_url(other)
+                ));
+            }
+            None if self.kind == "postgres" => self.url.clone().ok_or_else(|| {
+                "[store] kind = \"postgres\" needs [store] url = \"postgres://user@host:5432/db\" \
+                 (or --store URL)"
+                    .to_owned()
+            })?,
+            None => return Ok(Backend::Embedded),
+        };
+        if !is_postgres_url(&url) {
+            return Err(format!(
+                "[store] url `{}` is not a postgres:// or postgresql:// URL",
+                redact_url(&url)
+            ));
+        }
+        if !valid_schema(&schema) {
+            return Err(format!(
+                "schema `{schema}` must be a plain lowercase identifier (letters, digits, _)"
+            ));
+        }
+        Ok(Backend::Postgres { url, schema })
+    }
+}
+
+/// A PostgreSQL schema name registre accepts.
+pub fn valid_schema(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && (b[0].is_ascii_lowercase() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
 /// `[retention]`: when the purge runs.
@@ -272,6 +384,9 @@ impl Default for StoreConfig {
     fn default() -> StoreConfig {
         StoreConfig {
             kind: "embedded".into(),
+            url: None,
+            schema: "registre".into(),
+            pool_size: 8,
             segment_period: "1 day".into(),
             max_segment_mib: 1024,
             checkpoint_interval: "10 seconds".into(),
@@ -324,11 +439,38 @@ impl Config {
             path: path.to_owned(),
             message,
         };
-        if self.store.kind != "embedded" {
+        match self.store.kind.as_str() {
+            "embedded" => {}
+            "postgres" => {
+                if self.store.url.is_none() {
+                    return Err(invalid(
+                        "[store] kind = \"postgres\" needs url = \"postgres://user@host:5432/db\""
+                            .into(),
+                    ));
+                }
+            }
+            other => {
+                return Err(invalid(format!(
+                    "[store] kind = \"{other}\" is not supported; use \"embedded\" or \"postgres\""
+                )));
+            }
+        }
+        if let Some(u) = &self.store.url
+            && !is_postgres_url(u)
+        {
             return Err(invalid(format!(
-                "[store] kind = \"{}\" is not supported by this version; use \"embedded\"",
-                self.store.kind
+                "[store] url `{}` is not a postgres:// or postgresql:// URL",
+                redact_url(u)
             )));
+        }
+        if !valid_schema(&self.store.schema) {
+            return Err(invalid(format!(
+                "[store] schema `{}` must be a plain lowercase identifier (letters, digits, _)",
+                self.store.schema
+            )));
+        }
+        if self.store.pool_size == 0 {
+            return Err(invalid("[store] pool_size must be positive".into()));
         }
         self.segment_period_secs()
             .map_err(|m| invalid(format!("[store] segment_period: {m}")))?;
@@ -542,6 +684,54 @@ mod tests {
         std::fs::write(&path, "[syslog]\nudp_port = 514\n").expect("write");
         assert!(Config::load(Some(&path)).is_err());
         assert_eq!(Config::default().syslog.udp, None);
+    }
+
+    #[test]
+    fn store_section() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.toml");
+        std::fs::write(
+            &path,
+            "[store]\nkind = \"postgres\"\nurl = \"postgres://u:secret@db:5432/j\"\nschema = \"hopital\"\nmaster_key_file = \"/etc/registre/master.key\"\n",
+        )
+        .expect("write");
+        let cfg = Config::load(Some(&path)).expect("load");
+        assert_eq!(
+            cfg.store.backend(None, None),
+            Ok(Backend::Postgres {
+                url: "postgres://u:secret@db:5432/j".into(),
+                schema: "hopital".into()
+            })
+        );
+        assert_eq!(
+            cfg.store.backend(Some("embedded"), None),
+            Ok(Backend::Embedded)
+        );
+        assert!(cfg.store.backend(Some("mysql://x"), None).is_err());
+        assert!(
+            cfg.store
+                .backend(Some("postgresql://h/db"), Some("Bad-Name"))
+                .is_err()
+        );
+        assert_eq!(
+            Config::default()
+                .store
+                .backend(Some("postgresql://h/db"), None),
+            Ok(Backend::Postgres {
+                url: "postgresql://h/db".into(),
+                schema: "registre".into()
+            })
+        );
+        std::fs::write(&path, "[store]\nkind = \"postgres\"\n").expect("write");
+        let e = Config::load(Some(&path)).expect_err("no url");
+        assert!(e.to_string().contains("url"), "{e}");
+        std::fs::write(&path, "[store]\nkind = \"sqlite\"\n").expect("write");
+        assert!(Config::load(Some(&path)).is_err());
+        assert_eq!(
+            redact_url("postgres://u:secret@db:5432/j?sslmode=require&password=x"),
+            "postgres://u:***@db:5432/j?sslmode=require&password=***"
+        );
+        assert_eq!(redact_url("postgres://u@db/j"), "postgres://u@db/j");
     }
 
     #[test]

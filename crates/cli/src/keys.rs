@@ -75,11 +75,29 @@ pub struct ShowArgs {
     /// Data directory (default ./registre-data).
     #[arg(long, env = "REGISTRE_DATA")]
     data: Option<PathBuf>,
+    /// A PostgreSQL journal instead: `postgres://user@host:5432/db`.
+    #[arg(long, value_name = "URL", conflicts_with = "data")]
+    store: Option<String>,
+    /// The PostgreSQL schema of the journal (default `registre`).
+    #[arg(long, value_name = "NAME", requires = "store")]
+    store_schema: Option<String>,
+    /// The journal's master key (required with --store: the signing key is
+    /// sealed with it in the database).
+    #[arg(
+        long,
+        env = "REGISTRE_MASTER_KEY_FILE",
+        value_name = "FILE",
+        requires = "store"
+    )]
+    master_key_file: Option<PathBuf>,
 }
 
 pub async fn run(cmd: KeysCommand) -> Result<(), CliError> {
     match cmd {
-        KeysCommand::RotateMaster(a) => tokio::task::block_in_place(|| rotate_master(a)),
+        KeysCommand::RotateMaster(mut a) => match a.store.take() {
+            Some(url) => rotate_master_pg(a, &url).await,
+            None => tokio::task::block_in_place(|| rotate_master(a)),
+        },
         KeysCommand::Create(a) => {
             let body = serde_json::json!({
                 "name": a.name,
@@ -135,6 +153,26 @@ pub async fn run(cmd: KeysCommand) -> Result<(), CliError> {
             eprintln!("key {} revoked", a.id);
             Ok(())
         }
+        KeysCommand::Show(a) if a.store.is_some() => {
+            let url = a.store.as_deref().unwrap_or_default();
+            let (url, schema) = match crate::config::StoreConfig::default()
+                .backend(Some(url), a.store_schema.as_deref())
+            {
+                Ok(crate::config::Backend::Postgres { url, schema }) => (url, schema),
+                Ok(crate::config::Backend::Embedded) => {
+                    return Err(CliError::new(
+                        "--store takes a postgres:// URL; for a data directory use --data DIR",
+                    ));
+                }
+                Err(m) => return Err(CliError::new(m)),
+            };
+            let master = crate::serve::pg_master_key(a.master_key_file.as_deref())?;
+            let key = registre_store_pg::verify::verifier_key(&url, &schema, None, &master)
+                .await
+                .map_err(|e| crate::serve::pg_open_error(&url, &schema, e))?;
+            println!("{key}");
+            Ok(())
+        }
         KeysCommand::Show(a) => {
             let data = a.data.unwrap_or_else(crate::default_data_dir);
             let signer = registre_store::keys::load(&data).map_err(|e| {
@@ -163,6 +201,12 @@ Examples:
       An operator's key file: the new key is written to the new file (0600);
       point [store] master_key_file (or REGISTRE_MASTER_KEY_FILE) at it.
 
+  registre keys rotate-master --store postgres://registre@db:5432/registre \\
+      --master-key-file /etc/registre/master.key --new-master-key-file /etc/registre/master-2027.key
+      A PostgreSQL journal: every data key, the legal holds and the checkpoint
+      key are rewrapped in one transaction (all or nothing). Stop every node
+      first, then restart them all with the new key file.
+
 Run it with the server stopped (it takes the data directory's lock). Traces
 are not rewritten: only the 108-byte key files (and the sealed legal holds)
 are. Interrupted, it is resumed by running it again with the same keys. The
@@ -178,9 +222,71 @@ pub struct RotateArgs {
     /// The current master key file (default <data>/keys/master.key).
     #[arg(long, env = "REGISTRE_MASTER_KEY_FILE", value_name = "FILE")]
     master_key_file: Option<PathBuf>,
-    /// Where to write the new key (required with --master-key-file).
+    /// Where to write the new key (required with --master-key-file and
+    /// --store; used as is when it exists, to resume).
     #[arg(long, value_name = "FILE")]
     new_master_key_file: Option<PathBuf>,
+    /// A PostgreSQL journal instead of a data directory:
+    /// `postgres://user@host:5432/db`.
+    #[arg(long, value_name = "URL", conflicts_with = "data")]
+    store: Option<String>,
+    /// The PostgreSQL schema of the journal (default `registre`).
+    #[arg(long, value_name = "NAME", requires = "store")]
+    store_schema: Option<String>,
+}
+
+/// `keys rotate-master --store`: one transaction in PostgreSQL.
+async fn rotate_master_pg(a: RotateArgs, url: &str) -> Result<(), CliError> {
+    use registre_store::crypto::{self, MasterKey};
+    let (url, schema) =
+        match crate::config::StoreConfig::default().backend(Some(url), a.store_schema.as_deref()) {
+            Ok(crate::config::Backend::Postgres { url, schema }) => (url, schema),
+            Ok(crate::config::Backend::Embedded) => {
+                return Err(CliError::new(
+                    "--store takes a postgres:// URL; for a data directory use --data DIR",
+                ));
+            }
+            Err(m) => return Err(CliError::new(m)),
+        };
+    let Some(old_path) = a.master_key_file.clone() else {
+        return Err(CliError::new(format!(
+            "give the journal's current master key: --master-key-file FILE ({})",
+            crate::serve::MAKE_MASTER_KEY
+        )));
+    };
+    let Some(new_path) = a.new_master_key_file.clone() else {
+        return Err(CliError::new(
+            "say where the new master key goes: --new-master-key-file FILE (it is written 0600; \
+             an existing file is used as the new key, to resume)",
+        ));
+    };
+    let old = crate::serve::pg_master_key(Some(&old_path))?;
+    let new = if new_path.exists() {
+        let k = MasterKey::read(&new_path)
+            .map_err(|e| CliError::with("cannot read the new master key", &e))?;
+        eprintln!("using the existing key {} ({})", k.id(), new_path.display());
+        k
+    } else {
+        let (k, text) =
+            MasterKey::generate().map_err(|e| CliError::with("cannot generate a key", &e))?;
+        crypto::write_secret(&new_path, text.as_bytes())
+            .map_err(|e| CliError::with("cannot write the new master key", &e))?;
+        k
+    };
+    let r = registre_store_pg::rotate_master(&url, &schema, None, &old, &new)
+        .await
+        .map_err(|e| crate::serve::pg_open_error(&url, &schema, e))?;
+    eprintln!(
+        "master key rotated: {} -> {}; {} keys rewrapped ({} already were) in one transaction; traces untouched",
+        r.old_id, r.new_id, r.rewrapped, r.already
+    );
+    eprintln!(
+        "the new key is {}: give it to every node ([store] master_key_file or \
+         REGISTRE_MASTER_KEY_FILE), restart them, then destroy {} and its copies",
+        new_path.display(),
+        old_path.display()
+    );
+    Ok(())
 }
 
 pub fn rotate_master(a: RotateArgs) -> Result<(), CliError> {

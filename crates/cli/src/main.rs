@@ -7,6 +7,7 @@ mod csv;
 mod export;
 mod keys;
 mod login;
+mod migrate;
 mod policy;
 mod proxy;
 mod proxy_journal;
@@ -58,6 +59,7 @@ enum Command {
     #[command(subcommand)]
     Hold(retention::HoldCommand),
     Proxy(proxy::ProxyArgs),
+    Migrate(migrate::MigrateArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
             Command::Purge(a) => retention::purge(a).await.map(|()| ExitCode::SUCCESS),
             Command::Hold(c) => retention::hold(c).await.map(|()| ExitCode::SUCCESS),
             Command::Proxy(c) => proxy::run(c).await.map(|()| ExitCode::SUCCESS),
+            Command::Migrate(a) => migrate::run(a).await,
         }
     });
     match result {

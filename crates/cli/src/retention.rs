@@ -19,8 +19,10 @@ the class's retention (`registre policy show`), except the traces a legal hold
 matches (`registre hold list`): it destroys the segment's data key first
 (crypto-shredding: any copy of the segment becomes unreadable), then its file.
 The Merkle commitments stay: `registre verify` and the proofs of the traces
-kept still work. Each purge writes a trace (class technique, action purge)
-before it destroys anything. The server also purges on its own every
+kept still work. On PostgreSQL a segment is a partition (a table per class
+and period): its key row is deleted, then the table is dropped, in one
+transaction; any node may run the purge. Each purge writes a trace (class
+technique, action purge) before it destroys anything. The server also purges on its own every
 [retention] purge_interval (default 1 hour).";
 
 /// Destroy the traces past their retention now (admin).

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use clap::Args;
 use registre_intake::{AppState, Metrics};
 use registre_model::Limits;
+use registre_store::crypto::MasterKey;
 use registre_store::{EmbeddedOptions, EmbeddedStore, Store};
+use registre_store_pg::{PgOpenError, PgOptions, PgStore};
 
 use crate::CliError;
-use crate::config::Config;
+use crate::config::{Backend, Config};
 
 const SERVE_HELP: &str = "\
 Examples:
@@ -37,6 +39,15 @@ Syslog (IHE ATNA: DICOM audit messages or JSON traces in RFC 5424 messages):
   is): restrict them with mutual TLS. Every message is counted in /metrics
   (registre_syslog_*), refusals are logged with their reason.
 
+Several nodes on one PostgreSQL database (docs/postgres.md):
+  openssl rand -hex 32 > /etc/registre/master.key; chmod 600 /etc/registre/master.key
+  registre serve --store postgres://registre@db.hopital.fr:5432/registre?sslmode=require \\
+      --master-key-file /etc/registre/master.key --listen 10.0.0.11:7380 --tls-cert … --tls-key …
+      The schema is created (and migrated) by registre itself; every node gets
+      the same master key file and the same [server] instance. --data still
+      holds the node's admin token, API keys and policy: give every node the
+      same keys file (copy it), or use OIDC.
+
 Flags override the configuration file, which overrides the defaults.
 Logs go to stderr; REGISTRE_LOG=debug for more.";
 
@@ -48,9 +59,19 @@ pub struct ServeArgs {
     /// Default: ./registre.toml when it exists.
     #[arg(long, env = "REGISTRE_CONFIG")]
     config: Option<PathBuf>,
-    /// Data directory (default ./registre-data).
+    /// Data directory (default ./registre-data). With PostgreSQL it holds
+    /// only the node's admin token, API keys and policy.
     #[arg(long, env = "REGISTRE_DATA")]
     data: Option<PathBuf>,
+    /// The store: a `postgres://` or `postgresql://` URL (several nodes on
+    /// one database; `?sslmode=require` for TLS), or `embedded`. Default:
+    /// [store] in the configuration, else embedded.
+    #[arg(long, env = "REGISTRE_STORE", value_name = "URL")]
+    store: Option<String>,
+    /// The PostgreSQL schema of the journal (default: [store] schema, else
+    /// `registre`).
+    #[arg(long, env = "REGISTRE_STORE_SCHEMA", value_name = "NAME")]
+    store_schema: Option<String>,
     /// Address of the HTTP API (default 127.0.0.1:7380).
     #[arg(long, env = "REGISTRE_LISTEN")]
     listen: Option<std::net::SocketAddr>,
@@ -70,7 +91,8 @@ pub struct ServeArgs {
     #[arg(long, requires = "client_ca")]
     require_client_cert: bool,
     /// The master key that wraps the data keys (64 hex digits), instead of
-    /// <data>/keys/master.key. Keep it apart from the data's backups.
+    /// <data>/keys/master.key; required with PostgreSQL. Keep it apart from
+    /// the data's backups.
     #[arg(long, env = "REGISTRE_MASTER_KEY_FILE", value_name = "FILE")]
     master_key_file: Option<PathBuf>,
     /// Receive syslog over UDP (RFC 5426) on this address, e.g. 127.0.0.1:514.
@@ -127,31 +149,66 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
              --allow-plain-http if the network is protected otherwise"
         )));
     }
+    let backend = cfg
+        .store
+        .backend(args.store.as_deref(), args.store_schema.as_deref())
+        .map_err(|m| CliError::new(format!("[store]: {m}")))?;
     let syslog = syslog_listeners(&args, &cfg, tls.as_ref(), tls_options.as_ref()).await?;
     let policies = cfg.class_policies();
     let period = cfg
         .segment_period_secs()
         .map_err(|m| CliError::new(format!("[store] segment_period: {m}")))?;
-    let mut opts = EmbeddedOptions::new(policies.iter().map(|p| p.name.clone()).collect());
-    opts.segment_period_secs = period;
-    opts.segment_periods = cfg.segment_periods();
-    opts.master_key_file = args
+    let master_key_file = args
         .master_key_file
         .clone()
         .or_else(|| cfg.store.master_key_file.clone());
     let purge_every = cfg
         .purge_interval()
         .map_err(|m| CliError::new(format!("[retention] purge_interval: {m}")))?;
-    opts.max_segment_bytes = cfg.store.max_segment_mib.max(1) << 20;
-    opts.instance = cfg.server.instance.clone();
-    opts.checkpoint_interval = std::time::Duration::from_secs(
+    let checkpoint_interval = std::time::Duration::from_secs(
         crate::config::parse_period(&cfg.store.checkpoint_interval)
             .map_err(|m| CliError::new(format!("[store] checkpoint_interval: {m}")))?,
     );
+    let classes: Vec<_> = policies.iter().map(|p| p.name.clone()).collect();
 
-    let store = tokio::task::block_in_place(|| EmbeddedStore::open(&data, opts)).map_err(|e| {
-        CliError::with(format!("cannot open the journal in {}", data.display()), &e)
-    })?;
+    let (store, where_): (Arc<dyn Store>, String) = match &backend {
+        Backend::Embedded => {
+            let mut opts = EmbeddedOptions::new(classes);
+            opts.segment_period_secs = period;
+            opts.segment_periods = cfg.segment_periods();
+            opts.master_key_file = master_key_file;
+            opts.max_segment_bytes = cfg.store.max_segment_mib.max(1) << 20;
+            opts.instance = cfg.server.instance.clone();
+            opts.checkpoint_interval = checkpoint_interval;
+            let store =
+                tokio::task::block_in_place(|| EmbeddedStore::open(&data, opts)).map_err(|e| {
+                    CliError::with(format!("cannot open the journal in {}", data.display()), &e)
+                })?;
+            (Arc::new(store), data.display().to_string())
+        }
+        Backend::Postgres { url, schema } => {
+            let master = pg_master_key(master_key_file.as_deref())?;
+            node_dir(&data)?;
+            let mut opts = PgOptions::new(url, classes, Arc::new(master));
+            opts.schema = schema.clone();
+            opts.partition_period_secs = period;
+            opts.partition_periods = cfg.segment_periods();
+            opts.instance = cfg.server.instance.clone();
+            opts.checkpoint_interval = checkpoint_interval;
+            opts.pool_size = cfg.store.pool_size.max(1);
+            let store = PgStore::open(opts)
+                .await
+                .map_err(|e| pg_open_error(url, schema, e))?;
+            (
+                Arc::new(store),
+                format!(
+                    "PostgreSQL {} (schema {schema}; node files in {})",
+                    crate::config::redact_url(url),
+                    data.display()
+                ),
+            )
+        }
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| CliError::with(format!("cannot listen on {listen}"), &e))?;
@@ -159,12 +216,10 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .local_addr()
         .map_err(|e| CliError::with("cannot read the listening address", &e))?;
 
-    let store: Arc<dyn Store> = Arc::new(store);
     let (auth, policy, token_path) = access(&data, &cfg, &policies).await?;
     eprintln!(
-        "registre {} — journal in {}",
-        env!("CARGO_PKG_VERSION"),
-        data.display()
+        "registre {} — journal in {where_}",
+        env!("CARGO_PKG_VERSION")
     );
     let stats = store.stats().await.unwrap_or_default();
     for p in policy.classes() {
@@ -576,5 +631,86 @@ pub(crate) async fn shutdown_signal() {
             _ = ctrl_c => {},
             _ = term.recv() => {},
         }
+    }
+}
+
+/// How to make a master key, for the messages that ask for one.
+pub(crate) const MAKE_MASTER_KEY: &str = "make one with `openssl rand -hex 32 > master.key; \
+     chmod 600 master.key` (64 hex digits), give the same file to every node, and keep it \
+     apart from the database's backups";
+
+/// The master key of a PostgreSQL journal: required (it never goes to the
+/// database, so no node can make one up).
+pub(crate) fn pg_master_key(file: Option<&Path>) -> Result<MasterKey, CliError> {
+    let Some(file) = file else {
+        return Err(CliError::new(format!(
+            "a PostgreSQL journal needs its master key: give --master-key-file FILE (or [store] \
+             master_key_file, or REGISTRE_MASTER_KEY_FILE). The key wraps every data key and \
+             never goes to the database; {MAKE_MASTER_KEY}"
+        )));
+    };
+    if !file.exists() {
+        return Err(CliError::new(format!(
+            "the master key file {} does not exist; {MAKE_MASTER_KEY}",
+            file.display()
+        )));
+    }
+    MasterKey::read(file).map_err(|e| {
+        CliError::with(
+            format!(
+                "cannot read the master key {} (64 hex digits expected)",
+                file.display()
+            ),
+            &e,
+        )
+    })
+}
+
+/// The node's own directory (admin token, API keys, policy), 0700.
+fn node_dir(data: &Path) -> Result<(), CliError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if data.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data)
+        .map_err(|e| CliError::with(format!("cannot create {}", data.display()), &e))
+}
+
+/// A `PgStore::open` error as an operator reads it.
+pub(crate) fn pg_open_error(url: &str, schema: &str, e: PgOpenError) -> CliError {
+    let at = crate::config::redact_url(url);
+    match e {
+        PgOpenError::Connect(why) => CliError::new(format!(
+            "cannot reach PostgreSQL at {at}: {why}. Is it running, are the host and port right, \
+             and (with sslmode=require) does its certificate verify?"
+        )),
+        PgOpenError::Db(why)
+            if why.contains("SQLSTATE 28P01")
+                || why.contains("SQLSTATE 28000")
+                || why.contains("authentication failed") =>
+        {
+            CliError::new(format!(
+                "PostgreSQL at {at} refused the credentials: {why}. Check the user and password \
+                 in the URL and pg_hba.conf"
+            ))
+        }
+        PgOpenError::Db(why) if why.contains("SQLSTATE 3D000") => CliError::new(format!(
+            "PostgreSQL at {at}: {why}. Create the database first (`createdb`); registre \
+             creates its schema itself"
+        )),
+        PgOpenError::NewerSchema { .. } => CliError::with(
+            format!("cannot open the journal in schema {schema} at {at}"),
+            &e,
+        ),
+        PgOpenError::Key(why) => CliError::new(format!(
+            "wrong master key for the journal in schema {schema} at {at}: {why}"
+        )),
+        e => CliError::with(
+            format!("cannot open the journal in schema {schema} at {at}"),
+            &e,
+        ),
     }
 }

@@ -18,6 +18,10 @@ Examples:
       Everything in a data directory: every record against its commitment,
       the Merkle tree against the stored tiles, every checkpoint's signature,
       root and consistency with the one before.
+  registre verify --store postgres://registre@db:5432/registre --master-key-file /etc/registre/master.key
+      A PostgreSQL journal (read-only, one consistent snapshot; the nodes may
+      keep running): the same checks, plus the partitions against the purge
+      history and the held traces.
   registre verify requisition-2026-118
       An export bundle, offline, from its files alone.
   registre verify --server https://registre.hopital.fr --vkey 'hopital/registre+1a2b3c4d+AW…'
@@ -34,8 +38,15 @@ pub struct VerifyArgs {
     /// An export bundle directory to check offline.
     bundle: Option<PathBuf>,
     /// Check a data directory.
-    #[arg(long, conflicts_with_all = ["bundle", "server"])]
+    #[arg(long, conflicts_with_all = ["bundle", "server", "store"])]
     data: Option<PathBuf>,
+    /// Check a PostgreSQL journal: `postgres://user@host:5432/db` (with
+    /// `?sslmode=require` for TLS).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["bundle", "server"])]
+    store: Option<String>,
+    /// The PostgreSQL schema of the journal (default `registre`).
+    #[arg(long, value_name = "NAME", requires = "store")]
+    store_schema: Option<String>,
     /// Check a running server (public tiles and checkpoints).
     #[arg(long, conflicts_with = "bundle")]
     server: Option<String>,
@@ -49,7 +60,7 @@ pub struct VerifyArgs {
     #[arg(long)]
     log: Vec<String>,
     /// The master key that opens the records of --data (default:
-    /// <data>/keys/master.key when present).
+    /// <data>/keys/master.key when present) or --store.
     #[arg(long, env = "REGISTRE_MASTER_KEY_FILE", value_name = "FILE")]
     master_key_file: Option<PathBuf>,
     /// No progress bar.
@@ -65,13 +76,23 @@ pub async fn run(a: VerifyArgs) -> Result<ExitCode, CliError> {
         .collect::<Result<_, _>>()?;
     let failures = if let Some(data) = &a.data {
         verify_data(data, pinned, a.master_key_file.as_deref(), a.quiet)?
+    } else if let Some(url) = &a.store {
+        verify_store(
+            url,
+            a.store_schema.as_deref(),
+            pinned,
+            a.master_key_file.as_deref(),
+            a.quiet,
+        )
+        .await?
     } else if let Some(server) = &a.server {
         verify_server(server, pinned, &a.log, a.quiet).await?
     } else if let Some(bundle) = &a.bundle {
         verify_bundle(bundle, pinned)?
     } else {
         return Err(CliError::new(
-            "say what to verify: a bundle directory, --data DIR or --server URL (see --help)",
+            "say what to verify: a bundle directory, --data DIR, --store URL or --server URL \
+             (see --help)",
         ));
     };
     if failures.is_empty() {
@@ -123,6 +144,93 @@ fn verify_data(
         eprintln!(
             "log {:<12} {:>10} traces  {:>10} commitments  {:>6} tiles  {:>5} checkpoints (latest verified: size {})",
             l.log, l.traces, l.commitments, l.tiles, l.checkpoints, l.verified_size
+        );
+    }
+    eprintln!(
+        "verified {} traces in {:.2} s ({:.0} traces/s)",
+        report.traces(),
+        secs,
+        report.traces() as f64 / secs
+    );
+    for n in &report.notes {
+        eprintln!("note: {n}");
+    }
+    if report.ok() {
+        eprintln!("OK: every trace is in place and every checkpoint verifies");
+    }
+    Ok(report.failures.iter().map(ToString::to_string).collect())
+}
+
+/// Checks a PostgreSQL journal (read-only, one snapshot).
+async fn verify_store(
+    url: &str,
+    schema: Option<&str>,
+    verifiers: Vec<Verifier>,
+    master_file: Option<&Path>,
+    quiet: bool,
+) -> Result<Vec<String>, CliError> {
+    let (url, schema) = match crate::config::StoreConfig::default().backend(Some(url), schema) {
+        Ok(crate::config::Backend::Postgres { url, schema }) => (url, schema),
+        Ok(crate::config::Backend::Embedded) => {
+            return Err(CliError::new(
+                "--store takes a postgres:// URL; for a data directory use --data DIR",
+            ));
+        }
+        Err(m) => return Err(CliError::new(m)),
+    };
+    let master = match master_file {
+        Some(f) => Some(std::sync::Arc::new(crate::serve::pg_master_key(Some(f))?)),
+        None => None,
+    };
+    if master.is_none() && verifiers.is_empty() {
+        return Err(CliError::new(format!(
+            "give the journal's master key (--master-key-file, to open every record and use the \
+             journal's own checkpoint key) or at least its verifier key (--vkey, for the tree \
+             and checkpoints only); {}",
+            crate::serve::MAKE_MASTER_KEY
+        )));
+    }
+    let opts = registre_store_pg::verify::VerifyOptions {
+        url: url.clone(),
+        schema: schema.clone(),
+        tls_root_cert: None,
+        master_key: master,
+        verifiers,
+    };
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} traces ({per_sec}, eta {eta})",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    };
+    let start = Instant::now();
+    let mut tick = |done: u64, total: u64| {
+        if bar.length() != Some(total) {
+            bar.set_length(total);
+        }
+        bar.set_position(done);
+    };
+    let report = registre_store_pg::verify::verify_journal(&opts, &mut tick)
+        .await
+        .map_err(|e| crate::serve::pg_open_error(&url, &schema, e))?;
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64().max(1e-9);
+    for l in &report.logs {
+        eprintln!(
+            "log {:<12} {:>10} traces  {:>10} commitments  {:>4} partitions  {:>3} purges  {:>6} tiles  {:>5} checkpoints (latest verified: size {})",
+            l.log,
+            l.traces,
+            l.commitments,
+            l.partitions,
+            l.purges,
+            l.tiles,
+            l.checkpoints,
+            l.verified_size
         );
     }
     eprintln!(

@@ -43,8 +43,11 @@ impl Server {
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            // The token file is created, then written: wait for the whole
+            // line, not just the file.
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-                && data.join("admin-token").exists()
+                && std::fs::read_to_string(data.join("admin-token"))
+                    .is_ok_and(|t| t.ends_with('\n') && !t.trim().is_empty())
             {
                 break;
             }

@@ -103,12 +103,14 @@
 //! [`Store`]: registre_store::Store
 //! [`AppendError::Unavailable`]: registre_store::AppendError::Unavailable
 
+pub mod migrate;
 mod pool;
 mod schema;
 mod search;
 mod store;
 pub mod tls;
 mod tree;
+pub mod verify;
 
 pub use schema::{LATEST_VERSION, MIGRATIONS};
 pub use store::{PgOptions, PgStore, rotate_master};
@@ -153,13 +155,30 @@ impl From<PgError> for PgOpenError {
     fn from(e: PgError) -> PgOpenError {
         match e {
             PgError::Db(e) if e.is_closed() || e.as_db_error().is_none() => {
-                PgOpenError::Connect(e.to_string())
+                PgOpenError::Connect(error_text(&e))
             }
+            PgError::Db(e) => PgOpenError::Db(error_text(&e)),
             PgError::Corrupt(why) => PgOpenError::Corrupt(why),
             PgError::Crypto(why) => PgOpenError::Key(why),
             e => PgOpenError::Db(e.to_string()),
         }
     }
+}
+
+/// A driver error with what it hides behind `db error` / `error connecting
+/// to server`: the server's message and SQLSTATE (never its detail, which
+/// may quote row values), or the I/O cause.
+pub fn error_text(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(x) = src {
+        s.push_str(&format!(": {x}"));
+        src = x.source();
+    }
+    s
 }
 
 impl From<registre_store::crypto::CryptoError> for PgError {

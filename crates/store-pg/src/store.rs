@@ -124,23 +124,23 @@ impl Drop for PgStore {
     }
 }
 
-const HOLDS_LABEL: &str = "registre holds v1";
-const SIGNER_LABEL: &str = "registre checkpoint key v1";
+pub(crate) const HOLDS_LABEL: &str = "registre holds v1";
+pub(crate) const SIGNER_LABEL: &str = "registre checkpoint key v1";
 
-fn lock_ns(schema: &str) -> i32 {
+pub(crate) fn lock_ns(schema: &str) -> i32 {
     let d = sha2::Sha256::digest(format!("registre advisory v1\0{schema}").as_bytes());
     i32::from_le_bytes([d[0], d[1], d[2], d[3]])
 }
 
 /// The blind values of a record, by column.
-struct Blinds {
-    actor: i64,
-    action: i64,
-    mailbox: Option<i64>,
-    patient: Option<i64>,
+pub(crate) struct Blinds {
+    pub actor: i64,
+    pub action: i64,
+    pub mailbox: Option<i64>,
+    pub patient: Option<i64>,
 }
 
-fn blinds(keys: &SegmentKeys, t: &StoredTrace) -> Blinds {
+pub(crate) fn blinds(keys: &SegmentKeys, t: &StoredTrace) -> Blinds {
     let mut b = Blinds {
         actor: 0,
         action: 0,
@@ -453,7 +453,11 @@ async fn register_log(
     })
 }
 
-fn unwrap_keys(master: &MasterKey, label: &str, wrapped: &[u8]) -> Result<SegmentKeys, PgError> {
+pub(crate) fn unwrap_keys(
+    master: &MasterKey,
+    label: &str,
+    wrapped: &[u8],
+) -> Result<SegmentKeys, PgError> {
     let path = PathBuf::from(format!("postgres:data_keys/{label}"));
     let bytes = master.unwrap(&path, label, wrapped)?;
     Ok(SegmentKeys::from_bytes(&bytes))

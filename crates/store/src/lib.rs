@@ -33,6 +33,8 @@ pub mod at_rest {
 
 pub use cursor::Cursor;
 pub use embedded::SignedCheckpoint;
+/// Raw records and files of a data directory (`registre migrate`).
+pub use embedded::raw;
 pub use embedded::{
     EmbeddedOptions, EmbeddedStore, Failure, LogPurge, PurgeReport, PurgeRequest, Report,
     commitment, data_dir_bytes, lock_dir, verify_data_dir,

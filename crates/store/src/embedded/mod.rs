@@ -24,6 +24,7 @@ mod format;
 pub(crate) mod index;
 pub(crate) mod log;
 pub(crate) mod purged;
+pub mod raw;
 mod tree;
 pub mod verify;
 
