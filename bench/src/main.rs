@@ -209,6 +209,15 @@ async fn postgres_only(o: &Opts) {
         .collect();
     let mut probe = workload::Gen::new(7);
     let actors: Vec<String> = (0..o.searches).map(|_| probe.actor()).collect();
+    eprintln!("registre embedded, library: {} traces…", o.traces);
+    let dir = tempfile::tempdir_in(".").expect("tempdir");
+    let store = Arc::new(
+        EmbeddedStore::open(dir.path(), EmbeddedOptions::new(classes())).expect("open"),
+    );
+    let embedded = append_library(&store, &traces, 4).await;
+    let (emb_p50, emb_p99) = search_latency(&store, &actors).await;
+    drop(store);
+    drop(dir);
     eprintln!("PostgreSQL: COPY of {} traces…", o.traces);
     let raw = peers::postgres::run(&url, &traces, &json, &actors)
         .await
@@ -219,22 +228,22 @@ async fn postgres_only(o: &Opts) {
         machine(),
         o.traces
     );
-    println!("| figure | registre on PostgreSQL | raw COPY | ratio |");
-    println!("|---|---:|---:|---:|");
+    println!("| figure | registre on PostgreSQL | raw COPY | ratio | registre embedded |");
+    println!("|---|---:|---:|---:|---:|");
     println!(
-        "| append, 1 node, 4 tasks × 1000 (traces/s) | {:.0} | {:.0} | {:.2}× |",
+        "| append, 1 node, 4 tasks × 1000 (traces/s) | {:.0} | {:.0} | {:.2}× | {embedded:.0} |",
         p.one_node,
         raw.rate,
         p.one_node / raw.rate
     );
     println!(
-        "| append, 2 nodes, one log (traces/s) | {:.0} | {:.0} | {:.2}× |",
+        "| append, 2 nodes, one log (traces/s) | {:.0} | {:.0} | {:.2}× | — |",
         p.two_nodes,
         raw.rate,
         p.two_nodes / raw.rate
     );
     println!(
-        "| search first page p50 / p99 (ms) | {:.3} / {:.3} | {:.3} / {:.3} | |",
+        "| search first page p50 / p99 (ms) | {:.3} / {:.3} | {:.3} / {:.3} | | {emb_p50:.3} / {emb_p99:.3} |",
         p.search_p50_ms, p.search_p99_ms, raw.search_p50_ms, raw.search_p99_ms
     );
 }
