@@ -211,9 +211,8 @@ async fn postgres_only(o: &Opts) {
     let actors: Vec<String> = (0..o.searches).map(|_| probe.actor()).collect();
     eprintln!("registre embedded, library: {} traces…", o.traces);
     let dir = tempfile::tempdir_in(".").expect("tempdir");
-    let store = Arc::new(
-        EmbeddedStore::open(dir.path(), EmbeddedOptions::new(classes())).expect("open"),
-    );
+    let store =
+        Arc::new(EmbeddedStore::open(dir.path(), EmbeddedOptions::new(classes())).expect("open"));
     let embedded = append_library(&store, &traces, 4).await;
     let (emb_p50, emb_p99) = search_latency(&store, &actors).await;
     drop(store);
