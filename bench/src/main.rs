@@ -34,6 +34,9 @@ pub struct Opts {
     only_proxy: bool,
     /// `--only postgres`: raw COPY and registre's PostgreSQL backend alone.
     only_postgres: bool,
+    /// `--pg-search-traces N`: with `--only postgres`, grow the one-node
+    /// journal to N traces before timing searches.
+    pg_search_traces: usize,
     /// `--no-proxy`: everything but the IMAP/SMTP proxy section.
     no_proxy: bool,
     proxy: proxy::ProxyOpts,
@@ -48,6 +51,7 @@ fn parse_args() -> Opts {
         purge_traces: 10_000_000,
         only_proxy: false,
         only_postgres: false,
+        pg_search_traces: 0,
         no_proxy: false,
         proxy: proxy::ProxyOpts::full(),
     };
@@ -71,6 +75,10 @@ fn parse_args() -> Opts {
             }
             "--http-traces" => {
                 o.http_traces = val(i);
+                i += 1;
+            }
+            "--pg-search-traces" => {
+                o.pg_search_traces = val(i);
                 i += 1;
             }
             "--purge-traces" => {
@@ -221,11 +229,12 @@ async fn postgres_only(o: &Opts) {
     let raw = peers::postgres::run(&url, &traces, &json, &actors)
         .await
         .expect("PostgreSQL COPY");
-    let p = peers::pgstore::run(&url, &traces, &classes(), &actors).await;
+    let p = peers::pgstore::run(&url, &traces, &classes(), &actors, o.pg_search_traces).await;
     println!(
-        "registre bench (postgres) — {}; {} traces",
+        "registre bench (postgres) — {}; {} traces (searches at {} traces)",
         machine(),
-        o.traces
+        o.traces,
+        p.size
     );
     println!("| figure | registre on PostgreSQL | raw COPY | ratio | registre embedded |");
     println!("|---|---:|---:|---:|---:|");
@@ -371,7 +380,7 @@ async fn run(o: &Opts) {
     // 5. registre's PostgreSQL backend, 1 and 2 nodes, next to raw COPY.
     let pg_store = match (&pg, std::env::var("REGISTRE_TEST_DATABASE_URL")) {
         (Some(_), Ok(url)) => {
-            Some(peers::pgstore::run(&url, &traces, &classes(), &probe_actors).await)
+            Some(peers::pgstore::run(&url, &traces, &classes(), &probe_actors, 0).await)
         }
         _ => None,
     };

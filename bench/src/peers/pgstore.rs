@@ -64,11 +64,14 @@ async fn append(stores: &[Arc<PgStore>], traces: &[Trace], tasks: usize) -> f64 
     traces.len() as f64 / start.elapsed().as_secs_f64()
 }
 
+/// `search_at`: the one-node journal is grown to this many traces (the same
+/// traces again, in order) before the searches are timed.
 pub async fn run(
     url: &str,
     traces: &[Trace],
     classes: &[ClassName],
     actors: &[String],
+    search_at: usize,
 ) -> PgStoreResult {
     let (master, _) = MasterKey::generate().expect("master key");
     let master = Arc::new(master);
@@ -83,6 +86,13 @@ pub async fn run(
     eprintln!("registre on PostgreSQL, 1 node: {} traces…", traces.len());
     let node = Arc::new(open(url, &one, classes, &master).await);
     let one_node = append(std::slice::from_ref(&node), traces, 4).await;
+    let mut size = traces.len();
+    while size < search_at {
+        let take = traces.len().min(search_at - size);
+        let rate = append(std::slice::from_ref(&node), &traces[..take], 4).await;
+        size += take;
+        eprintln!("  grown to {size} traces ({rate:.0} traces/s)");
+    }
 
     let mut lat = Vec::with_capacity(actors.len());
     for a in actors {
@@ -115,6 +125,6 @@ pub async fn run(
         two_nodes,
         search_p50_ms,
         search_p99_ms,
-        size: traces.len() as u64,
+        size: size as u64,
     }
 }
