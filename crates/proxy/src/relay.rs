@@ -232,6 +232,31 @@ pub async fn serve<J: Journal>(
     journal: Arc<J>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    accept_loop(listener, shutdown, "imap relay", move |tcp, peer, stop| {
+        let (config, journal) = (config.clone(), journal.clone());
+        async move {
+            if let Err(e) = connection(tcp, peer, &config, &*journal, stop).await {
+                tracing::info!(%peer, error = %e, "imap relay: connection ended");
+            }
+        }
+    })
+    .await
+}
+
+/// Accepts connections on `listener` until `shutdown` resolves, one task
+/// per connection (`handle`, given the `stop` signal); then tells the open
+/// connections to stop and returns once they are all done. Shared by the
+/// IMAP and the submission relays.
+pub(crate) async fn accept_loop<H, F>(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    what: &'static str,
+    handle: H,
+) -> io::Result<()>
+where
+    H: Fn(TcpStream, SocketAddr, watch::Receiver<bool>) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut shutdown = pin!(shutdown);
@@ -242,17 +267,12 @@ pub async fn serve<J: Journal>(
                 let (tcp, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
-                        tracing::warn!(error = %e, "imap relay: accept failed");
+                        tracing::warn!(error = %e, "{what}: accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
-                let (config, journal, stop) = (config.clone(), journal.clone(), stop_rx.clone());
-                tasks.spawn(async move {
-                    if let Err(e) = connection(tcp, peer, &config, &*journal, stop).await {
-                        tracing::info!(%peer, error = %e, "imap relay: connection ended");
-                    }
-                });
+                tasks.spawn(handle(tcp, peer, stop_rx.clone()));
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }

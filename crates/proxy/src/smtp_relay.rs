@@ -89,17 +89,15 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use registre_model::Trace;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::imap::Spanned;
@@ -230,34 +228,15 @@ pub async fn serve<J: Journal>(
     journal: Arc<J>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    let mut shutdown = pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "smtp relay: accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let (config, journal, stop) = (config.clone(), journal.clone(), stop_rx.clone());
-                tasks.spawn(async move {
-                    if let Err(e) = connection(tcp, peer, &config, &*journal, stop).await {
-                        tracing::info!(%peer, error = %e, "smtp relay: connection ended");
-                    }
-                });
+    crate::relay::accept_loop(listener, shutdown, "smtp relay", move |tcp, peer, stop| {
+        let (config, journal) = (config.clone(), journal.clone());
+        async move {
+            if let Err(e) = connection(tcp, peer, &config, &*journal, stop).await {
+                tracing::info!(%peer, error = %e, "smtp relay: connection ended");
             }
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
-    }
-    let _ = stop_tx.send(true);
-    while tasks.join_next().await.is_some() {}
-    Ok(())
+    })
+    .await
 }
 
 /// A connection's stream: plaintext, or TLS as server or client.

@@ -6,6 +6,7 @@
 
 use std::cell::Cell;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use base64::Engine as _;
 use registre_model::Action;
