@@ -1,5 +1,6 @@
-//! The MSSanté tracing proxy (DESIGN §9, issue 6). Work in progress: the
-//! passive protocol parsers come first, then the relay and the traces.
+//! The MSSanté tracing proxy (DESIGN §9, issue 6): IMAP and submission
+//! relays between mail clients and the operator's servers, bytes forwarded
+//! unchanged, one trace per significant action, never any content.
 //!
 //! - [`imap`]: a passive IMAP4rev1/rev2 parser for both directions
 //!   (commands with tags, literals, IDLE, AUTHENTICATE; responses matched by
