@@ -1161,16 +1161,19 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn commands_are_refused_before_the_server_when_the_journal_is_not_ready() {
+    /// Runs `client` through the relay in front of [`fake_server`]: what
+    /// the client read and what the server received.
+    async fn through_relay<C, F>(journal: &Memory, client: C) -> (String, String)
+    where
+        C: FnOnce(
+            tokio::io::ReadHalf<tokio::io::DuplexStream>,
+            tokio::io::WriteHalf<tokio::io::DuplexStream>,
+        ) -> F,
+        F: Future<Output = Vec<u8>>,
+    {
         let (client_end, proxy_client) = tokio::io::duplex(64 * 1024);
         let (proxy_upstream, server_end) = tokio::io::duplex(64 * 1024);
         let server = tokio::spawn(fake_server(server_end));
-        let journal = Memory {
-            refuse: true,
-            ready: false,
-            traces: Mutex::new(Vec::new()),
-        };
         let (_stop_tx, stop) = watch::channel(false);
         let proxy = async {
             let mut upstream: Box<dyn Io> = Box::new(proxy_upstream);
@@ -1184,13 +1187,27 @@ mod tests {
                 },
                 ConnectionInfo::default(),
                 (Arc::default(), Limits::default()),
-                &journal,
+                journal,
                 stop,
             )
             .await
         };
-        let client = async {
-            let (mut r, mut w) = tokio::io::split(client_end);
+        let (r, w) = tokio::io::split(client_end);
+        // The client's write half is dropped when it returns: end of input.
+        let (result, seen) = tokio::join!(proxy, client(r, w));
+        result.unwrap();
+        let got = String::from_utf8(server.await.unwrap()).unwrap();
+        (String::from_utf8(seen).unwrap(), got)
+    }
+
+    #[tokio::test]
+    async fn commands_are_refused_before_the_server_when_the_journal_is_not_ready() {
+        let journal = Memory {
+            refuse: true,
+            ready: false,
+            traces: Mutex::new(Vec::new()),
+        };
+        let (seen, got) = through_relay(&journal, |mut r, mut w| async move {
             let mut seen = Vec::new();
             // LITERAL+ and a synchronising literal, refused; the rest passes.
             w.write_all(
@@ -1208,12 +1225,9 @@ mod tests {
             w.write_all(b"UNGE\r\n").await.unwrap();
             read_until(&mut r, &mut seen, "a7 NO").await;
             read_until(&mut r, &mut seen, "a6 OK").await;
-            drop(w);
-            String::from_utf8(seen).unwrap()
-        };
-        let (result, seen) = tokio::join!(proxy, client);
-        result.unwrap();
-        let got = String::from_utf8(server.await.unwrap()).unwrap();
+            seen
+        })
+        .await;
         assert_eq!(got, "a1 NOOP\r\na4 SELECT INBOX\r\na6 NOOP\r\n");
         for tag in ["a2", "a3", "a5", "a7"] {
             assert!(
@@ -1234,46 +1248,22 @@ mod tests {
 
     #[tokio::test]
     async fn starttls_and_compress_are_answered_by_the_proxy() {
-        let (client_end, proxy_client) = tokio::io::duplex(64 * 1024);
-        let (proxy_upstream, server_end) = tokio::io::duplex(64 * 1024);
-        let server = tokio::spawn(fake_server(server_end));
         let journal = Memory {
             refuse: false,
             ready: true,
             traces: Mutex::new(Vec::new()),
         };
-        let (_stop_tx, stop) = watch::channel(false);
-        let proxy = async {
-            let mut upstream: Box<dyn Io> = Box::new(proxy_upstream);
-            let mut buf = Vec::new();
-            let greeting = greeting_line(&mut upstream, &mut buf).await.unwrap();
-            relay(
-                Box::new(proxy_client),
-                Upstream {
-                    io: upstream,
-                    greeting,
-                },
-                ConnectionInfo::default(),
-                (Arc::default(), Limits::default()),
-                &journal,
-                stop,
-            )
-            .await
-        };
-        let client = async {
-            let (mut r, mut w) = tokio::io::split(client_end);
+        let (seen, got) = through_relay(&journal, |mut r, mut w| async move {
             let mut seen = Vec::new();
             w.write_all(b"t1 STARTTLS\r\nt2 COMPRESS DEFLATE\r\nt3 NOOP\r\n")
                 .await
                 .unwrap();
             read_until(&mut r, &mut seen, "t3 OK").await;
             read_until(&mut r, &mut seen, "t2 NO").await;
-            drop(w);
-            String::from_utf8(seen).unwrap()
-        };
-        let (result, seen) = tokio::join!(proxy, client);
-        result.unwrap();
-        assert_eq!(server.await.unwrap(), b"t3 NOOP\r\n");
+            seen
+        })
+        .await;
+        assert_eq!(got, "t3 NOOP\r\n");
         assert!(seen.contains("t1 BAD [CLIENTBUG]"), "{seen}");
         assert!(seen.contains("t2 NO [CANNOT]"), "{seen}");
     }
