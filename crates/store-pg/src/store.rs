@@ -783,6 +783,27 @@ impl Inner {
 // ------------------------------------------------------------------ purge
 
 /// A trace a purge keeps, opened.
+/// One unit a purge takes traces from: a hold generation or a partition.
+struct Unit<'a> {
+    /// Its key row's label.
+    label: &'a str,
+    first: i64,
+    end: i64,
+    dropped: u64,
+    /// The hold generation it was (0 for a partition).
+    old_hold: i32,
+}
+
+/// One log's purge as it goes: its report, newest hold generation and
+/// purge record sequence, its time and whether it is a dry run.
+struct PurgeRun<'a> {
+    out: &'a mut LogPurge,
+    hold_gen: &'a mut i32,
+    seq: &'a mut i32,
+    now: i64,
+    dry_run: bool,
+}
+
 struct Kept {
     idx: i64,
     received_at: i64,
@@ -897,39 +918,23 @@ impl Inner {
             if kept.len() == all {
                 continue;
             }
-            let dropped = (all - kept.len()) as u64;
-            out.segments += 1;
-            out.purged += dropped;
-            out.held += kept.len() as u64;
-            out.first = Some(out.first.map_or(first as u64, |f| f.min(first as u64)));
-            out.end = Some(out.end.map_or(end as u64, |e| e.max(end as u64)));
-            if req.dry_run {
+            let unit = Unit {
+                label: &label,
+                first,
+                end,
+                dropped: (all - kept.len()) as u64,
+                old_hold: g,
+            };
+            let mut run = PurgeRun {
+                out: &mut out,
+                hold_gen: &mut hold_gen,
+                seq: &mut seq,
+                now,
+                dry_run: req.dry_run,
+            };
+            if !self.purge_unit(&tx, log, unit, kept, &mut run).await? {
                 continue;
             }
-            let new_hold = if kept.is_empty() {
-                0
-            } else {
-                hold_gen += 1;
-                self.write_held(&tx, log, hold_gen, kept).await?;
-                hold_gen
-            };
-            seq += 1;
-            let record = Purged {
-                first: first as u64,
-                end: end as u64,
-                at: now,
-                dropped,
-                new_hold: new_hold as u32,
-                old_hold: g as u32,
-            }
-            .encode(&log.history_key);
-            tx.execute(
-                "INSERT INTO purges (log, seq, record) VALUES ($1, $2, $3)",
-                &[&log.id, &seq, &record.as_slice()],
-            )
-            .await?;
-            tx.execute("DELETE FROM data_keys WHERE label = $1", &[&label])
-                .await?;
             tx.execute(
                 "DELETE FROM held WHERE log = $1 AND gen = $2",
                 &[&log.id, &g],
@@ -990,42 +995,25 @@ impl Inner {
             if let Some(p) = &req.progress {
                 p(examined);
             }
-            let end = max_idx.map_or(first, |m| m + 1);
-            let dropped = count as u64 - kept.len() as u64;
-            out.segments += 1;
-            out.purged += dropped;
-            out.held += kept.len() as u64;
-            out.first = Some(out.first.map_or(first as u64, |f| f.min(first as u64)));
-            out.end = Some(out.end.map_or(end as u64, |e| e.max(end as u64)));
             out.bytes += bytes.max(0) as u64;
-            if req.dry_run {
+            let unit = Unit {
+                label: &label,
+                first,
+                end: max_idx.map_or(first, |m| m + 1),
+                dropped: count as u64 - kept.len() as u64,
+                old_hold: 0,
+            };
+            let mut run = PurgeRun {
+                out: &mut out,
+                hold_gen: &mut hold_gen,
+                seq: &mut seq,
+                now,
+                dry_run: req.dry_run,
+            };
+            // Keys die first (in purge_unit), then the partition.
+            if !self.purge_unit(&tx, log, unit, kept, &mut run).await? {
                 continue;
             }
-            let new_hold = if kept.is_empty() {
-                0
-            } else {
-                hold_gen += 1;
-                self.write_held(&tx, log, hold_gen, kept).await?;
-                hold_gen
-            };
-            seq += 1;
-            let record = Purged {
-                first: first as u64,
-                end: end as u64,
-                at: now,
-                dropped,
-                new_hold: new_hold as u32,
-                old_hold: 0,
-            }
-            .encode(&log.history_key);
-            tx.execute(
-                "INSERT INTO purges (log, seq, record) VALUES ($1, $2, $3)",
-                &[&log.id, &seq, &record.as_slice()],
-            )
-            .await?;
-            // Keys die first, then the partition.
-            tx.execute("DELETE FROM data_keys WHERE label = $1", &[&label])
-                .await?;
             tx.execute(
                 "DELETE FROM partitions WHERE log = $1 AND period = $2",
                 &[&log.id, &period],
@@ -1054,6 +1042,57 @@ impl Inner {
 
     /// Writes hold generation `gen_`: the kept traces re-sealed under a new
     /// key, with blind values under it.
+    /// What the held-generation and partition branches of a purge share
+    /// for one unit (a generation or a partition) that loses traces: the
+    /// report's tally; then, unless a dry run, the traces still held
+    /// re-sealed into a new hold generation, the authenticated purge record
+    /// appended, and the unit's key row deleted. `false` on a dry run: the
+    /// caller must then leave the unit in place.
+    async fn purge_unit(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        log: &LogMeta,
+        unit: Unit<'_>,
+        kept: Vec<Kept>,
+        run: &mut PurgeRun<'_>,
+    ) -> Result<bool, PgError> {
+        let (first, end) = (unit.first as u64, unit.end as u64);
+        let out = &mut *run.out;
+        out.segments += 1;
+        out.purged += unit.dropped;
+        out.held += kept.len() as u64;
+        out.first = Some(out.first.map_or(first, |f| f.min(first)));
+        out.end = Some(out.end.map_or(end, |e| e.max(end)));
+        if run.dry_run {
+            return Ok(false);
+        }
+        let new_hold = if kept.is_empty() {
+            0
+        } else {
+            *run.hold_gen += 1;
+            self.write_held(tx, log, *run.hold_gen, kept).await?;
+            *run.hold_gen
+        };
+        *run.seq += 1;
+        let record = Purged {
+            first,
+            end,
+            at: run.now,
+            dropped: unit.dropped,
+            new_hold: new_hold as u32,
+            old_hold: unit.old_hold as u32,
+        }
+        .encode(&log.history_key);
+        tx.execute(
+            "INSERT INTO purges (log, seq, record) VALUES ($1, $2, $3)",
+            &[&log.id, &*run.seq, &record.as_slice()],
+        )
+        .await?;
+        tx.execute("DELETE FROM data_keys WHERE label = $1", &[&unit.label])
+            .await?;
+        Ok(true)
+    }
+
     async fn write_held(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
