@@ -27,6 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::canary::contains;
 use support::mail::{MailServers, REFUSED_RECIPIENT, free_port};
 
 const CANARY: &str = "CANARY-scenario-4be1d07a";
@@ -129,10 +130,6 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter()
         .map(|(a, s)| ((*a).to_owned(), (*s).to_owned()))
         .collect()
-}
-
-fn contains(hay: &[u8], needle: &str) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {

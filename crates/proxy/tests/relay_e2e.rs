@@ -10,10 +10,9 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use registre_model::ClassName;
 use registre_proxy::imap::Limits;
@@ -22,41 +21,12 @@ use registre_proxy::relay::{self, RelayConfig};
 use registre_store::{EmbeddedOptions, EmbeddedStore, Query, Store};
 use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
+use support::canary::{Capture, contains, files};
 use support::mail::{MailLogEvent, MailServers, free_port};
 
 const USER: &str = "dr.martin@hopital.test";
 const PASSWORD: &str = "pw-canary-5b1e0c9d";
 const CANARY: &str = "canary-7d41f2a8";
-
-/// The proxy's log output, captured.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn contains(hay: &[u8], needle: &str) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
-}
-
-/// Every file under `dir`, as (path, bytes).
-fn files(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files(&path, out);
-        } else if let Ok(bytes) = std::fs::read(&path) {
-            out.push((path.display().to_string(), bytes));
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn imap_through_the_relay_is_traced_without_content() {

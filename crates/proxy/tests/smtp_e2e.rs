@@ -17,11 +17,10 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use registre_model::{ClassName, Trace};
@@ -33,6 +32,7 @@ use registre_proxy::trace_common::TracerConfig;
 use registre_store::{EmbeddedOptions, EmbeddedStore, Query, Store};
 use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
+use support::canary::{Capture, contains, files};
 use support::mail::{MailServers, REFUSED_CODE, REFUSED_TEXT, free_port, which};
 
 const USER: &str = "dr.martin@hopital.test";
@@ -62,36 +62,6 @@ impl Journal for Switch {
 
     fn ready(&self) -> bool {
         !self.down.load(Ordering::SeqCst)
-    }
-}
-
-/// The proxy's log output, captured.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn contains(hay: &[u8], needle: &str) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
-}
-
-/// Every file under `dir`, as (path, bytes).
-fn files(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files(&path, out);
-        } else if let Ok(bytes) = std::fs::read(&path) {
-            out.push((path.display().to_string(), bytes));
-        }
     }
 }
 

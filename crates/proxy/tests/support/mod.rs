@@ -5,4 +5,5 @@
 // Each test binary uses only part of the support module.
 #![allow(dead_code)]
 
+pub mod canary;
 pub mod mail;
