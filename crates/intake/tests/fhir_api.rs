@@ -458,7 +458,9 @@ async fn syslog_search_returns_the_same_traces() {
     assert_eq!(a.status, StatusCode::CREATED);
     let fhir_id = a.json()["id"].as_str().expect("id").to_owned();
     // A DICOM audit message that came by syslog.
-    let xml = r#"<?xml version="1.0" encoding="UTF-8"?><AuditMessage><EventIdentification EventActionCode="R" EventDateTime="2026-11-28T15:42:07.123+01:00" EventOutcomeIndicator="0"><EventID csd-code="110110" codeSystemName="DCM" originalText="Patient Record"/></EventIdentification><ActiveParticipant UserID="810001234567" UserIsRequestor="true" NetworkAccessPointID="10.1.2.3" NetworkAccessPointTypeCode="2"/><AuditSourceIdentification AuditSourceID="MonLPS"/><ParticipantObjectIdentification ParticipantObjectID="2840756123456^^^&amp;1.2.250.1.213.1.4.8&amp;ISO" ParticipantObjectTypeCode="1" ParticipantObjectTypeCodeRole="1"><ParticipantObjectIDTypeCode csd-code="2" codeSystemName="RFC-3881" originalText="Patient Number"/></ParticipantObjectIdentification></AuditMessage>"#;
+    // Dated now: the search below asks for today's events.
+    let xml = r#"<?xml version="1.0" encoding="UTF-8"?><AuditMessage><EventIdentification EventActionCode="R" EventDateTime="NOW" EventOutcomeIndicator="0"><EventID csd-code="110110" codeSystemName="DCM" originalText="Patient Record"/></EventIdentification><ActiveParticipant UserID="810001234567" UserIsRequestor="true" NetworkAccessPointID="10.1.2.3" NetworkAccessPointTypeCode="2"/><AuditSourceIdentification AuditSourceID="MonLPS"/><ParticipantObjectIdentification ParticipantObjectID="2840756123456^^^&amp;1.2.250.1.213.1.4.8&amp;ISO" ParticipantObjectTypeCode="1" ParticipantObjectTypeCodeRole="1"><ParticipantObjectIDTypeCode csd-code="2" codeSystemName="RFC-3881" originalText="Patient Number"/></ParticipantObjectIdentification></AuditMessage>"#
+        .replace("NOW", &now);
     let msg =
         format!("<85>1 {now} poste-12 MonLPS 4242 IHE+RFC-3881 [origin ip=\"10.1.2.3\"] {xml}");
     let syslog_id =
