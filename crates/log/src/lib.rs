@@ -8,7 +8,9 @@
 //!   contents and the bundle encoding;
 //! * [`note`]: c2sp.org/signed-note with Ed25519 keys;
 //! * [`checkpoint`]: c2sp.org/tlog-checkpoint note texts;
-//! * [`proof`]: the c2sp.org/tlog-proof offline inclusion proof.
+//! * [`proof`]: the c2sp.org/tlog-proof offline inclusion proof;
+//! * [`tiled`]: a tree of any size with only its right edge in memory, the
+//!   rest read from full tiles through the storage driver.
 //!
 //! Pure code: no I/O, no clock, no randomness. Keys are given as bytes by
 //! the caller. Every parser is strict (it accepts exactly what the matching
@@ -41,6 +43,7 @@ pub mod merkle;
 pub mod note;
 pub mod proof;
 pub mod tile;
+pub mod tiled;
 
 pub use checkpoint::Checkpoint;
 pub use merkle::{EMPTY_ROOT, Hash, HashReader, MemoryTree, leaf_hash, node_hash};
