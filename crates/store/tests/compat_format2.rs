@@ -195,7 +195,9 @@ async fn a_format2_data_directory_opens_searches_verifies_and_purges() {
     // Newest first, dense indexes from the purge point on.
     assert!(mss.windows(2).all(|w| w[0].trace.index > w[1].trace.index));
     assert_eq!(
-        mss.iter().filter(|r| r.trace.index < MSS_PER_DAY as u64).count(),
+        mss.iter()
+            .filter(|r| r.trace.index < MSS_PER_DAY as u64)
+            .count(),
         held_day0
     );
     // Every index kind finds exactly what the fixture wrote.

@@ -355,7 +355,7 @@ impl Log {
             let segs = &segments;
             let mut buf = Vec::new();
             let log = name.as_str();
-            Tree::open(&dir, &*vfs, opts.origin.clone(), next_index, |i| {
+            Tree::open(&dir, vfs.clone(), opts.origin.clone(), next_index, |i| {
                 let missing = || OpenError::Corrupt {
                     path: dir.clone(),
                     offset: 0,

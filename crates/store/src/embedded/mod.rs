@@ -25,6 +25,7 @@ pub(crate) mod index;
 pub(crate) mod log;
 pub(crate) mod purged;
 pub mod raw;
+pub(crate) mod tiles;
 mod tree;
 pub mod verify;
 
@@ -607,15 +608,15 @@ impl EmbeddedStore {
         size: u64,
     ) -> Result<Vec<Hash>, IntegrityError> {
         let l = self.log(log)?;
-        let mem = l.tree.mem();
-        if size > mem.size() || index >= size {
-            return Err(IntegrityError::OutOfRange(format!(
-                "index {index} is not in a tree of size {size} (log {log} holds {})",
-                mem.size()
-            )));
-        }
-        merkle::inclusion_proof(&*mem, index, size)
-            .map_err(|e| IntegrityError::OutOfRange(e.to_string()))
+        l.tree.read(|r, have| {
+            if size > have || index >= size {
+                return Err(IntegrityError::OutOfRange(format!(
+                    "index {index} is not in a tree of size {size} (log {log} holds {have})"
+                )));
+            }
+            merkle::inclusion_proof(r, index, size)
+                .map_err(|e| IntegrityError::OutOfRange(e.to_string()))
+        })?
     }
 
     pub fn consistency_proof(
@@ -625,15 +626,15 @@ impl EmbeddedStore {
         to: u64,
     ) -> Result<Vec<Hash>, IntegrityError> {
         let l = self.log(log)?;
-        let mem = l.tree.mem();
-        if to > mem.size() || from > to {
-            return Err(IntegrityError::OutOfRange(format!(
-                "no consistency proof from size {from} to {to} (log {log} holds {})",
-                mem.size()
-            )));
-        }
-        merkle::consistency_proof(&*mem, from, to)
-            .map_err(|e| IntegrityError::OutOfRange(e.to_string()))
+        l.tree.read(|r, have| {
+            if to > have || from > to {
+                return Err(IntegrityError::OutOfRange(format!(
+                    "no consistency proof from size {from} to {to} (log {log} holds {have})"
+                )));
+            }
+            merkle::consistency_proof(r, from, to)
+                .map_err(|e| IntegrityError::OutOfRange(e.to_string()))
+        })?
     }
 }
 
@@ -726,7 +727,9 @@ fn spawn_checkpointer(
                     return;
                 }
                 for log in &logs {
-                    log.tree.catch_up();
+                    if let Err(e) = log.tree.catch_up() {
+                        tracing::error!(log = %log.name(), error = %e, "cannot write the log's tiles");
+                    }
                 }
                 if last_round.elapsed() < interval {
                     continue;

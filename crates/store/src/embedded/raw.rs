@@ -20,21 +20,19 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use registre_log::merkle::{self, Hash, MemoryTree};
+use registre_log::merkle::{self, Hash};
 use registre_log::note::{Signer, Verifier};
+use registre_log::tiled::{TileKey, TiledTree};
 use registre_model::ClassName;
 use zeroize::Zeroizing;
 
 use super::format::{FRAME_HEADER_LEN, FrameHeader, FrameWriter, HEADER_LEN, SegmentHeader};
 use super::purged::{History, RECORD_LEN as PURGE_RECORD_LEN};
+use super::tiles::{TILE_RECORD, TileFiles};
 use super::tree::{SignedCheckpoint, scan_checkpoints};
 use crate::Hold;
 use crate::crypto::{MasterKey, NONCE_LEN, SegmentKeys, data_key_dir, key_label};
 
-/// Hashes in a full tile.
-const TILE_WIDTH: usize = 256;
-/// A `tiles` file record: level, reserved, index, 256 hashes, CRC.
-const TILE_RECORD: usize = 12 + TILE_WIDTH * 32 + 4;
 /// The legal holds' sealing label (`holds.sealed`, PostgreSQL's `meta`).
 pub const HOLDS_LABEL: &str = "registre holds v1";
 
@@ -144,11 +142,15 @@ impl RawLog {
 
 /// Root of the tree of the first `size` of `entries`.
 pub fn root_of(entries: &[Hash], size: u64) -> Option<Hash> {
-    let mut t = MemoryTree::new();
+    if size > entries.len() as u64 {
+        return None;
+    }
+    let mut t = TiledTree::new(0);
     for e in entries.iter().take(size as usize) {
         t.push(merkle::leaf_hash(e));
+        t.take_completed();
     }
-    t.root_at(size)
+    Some(t.root())
 }
 
 /// The checkpoint signing key, as both backends keep it.
@@ -372,23 +374,28 @@ impl DirReader {
                 h
             })
             .collect();
-        let tp = dir.join("tiles");
-        let raw = read_or_empty(&tp)?;
+        let files = TileFiles::open(&dir).map_err(|e| corrupt(&dir, format!("tiles: {e}")))?;
         let mut tiles = Vec::new();
-        for (k, rec) in raw.chunks(TILE_RECORD).enumerate() {
-            let crc = rec
-                .get(TILE_RECORD - 4..)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-            if rec.len() < TILE_RECORD || crc != Some(crc32c::crc32c(&rec[..TILE_RECORD - 4])) {
-                return Err(corrupt(&tp, format!("tile record {k} is damaged or torn")));
+        for level in 0..super::tiles::LEVELS {
+            let tp = files.describe(level);
+            let count = files
+                .count(level)
+                .map_err(|e| corrupt(&tp, e.to_string()))?;
+            for n in 0..count {
+                let key = TileKey { level, index: n };
+                let t = match files.read(key) {
+                    Ok(Some(Ok(t))) => t,
+                    Ok(Some(Err(why))) => return Err(corrupt(&tp, why)),
+                    Ok(None) => {
+                        return Err(corrupt(
+                            &tp,
+                            format!("tile {n} of level {level} is missing"),
+                        ));
+                    }
+                    Err(e) => return Err(corrupt(&tp, e.to_string())),
+                };
+                tiles.push((level, n, t.iter().flatten().copied().collect::<Vec<u8>>()));
             }
-            let mut n = [0u8; 8];
-            n.copy_from_slice(&rec[4..12]);
-            tiles.push((
-                rec[0],
-                u64::from_le_bytes(n),
-                rec[12..TILE_RECORD - 4].to_vec(),
-            ));
         }
         let cp = dir.join("checkpoints");
         let raw = read_or_empty(&cp)?;
@@ -814,28 +821,40 @@ impl DirWriter {
         let dir = self.staging.join("logs").join(log.name.as_str());
         let entries: Vec<u8> = log.entries.iter().flatten().copied().collect();
         write_file(&dir.join("entries"), &entries)?;
-        // Tiles in the order they were completed (a tile (L, n) is complete
-        // at size (n + 1)·256^(L+1)), as issuance would have written them.
+        // Tiles, one file per level, each at its index.
+        let mut per_level: Vec<Vec<u8>> = vec![Vec::new(); usize::from(super::tiles::LEVELS)];
         let mut tiles: Vec<&(u8, u64, Vec<u8>)> = log.tiles.iter().collect();
-        tiles.sort_by_key(|(l, n, _)| {
-            let shift = 8 * (u32::from(*l) + 1);
-            let done = (n + 1).checked_shl(shift).unwrap_or(u64::MAX);
-            (done, *l, *n)
-        });
-        let mut raw = Vec::with_capacity(tiles.len() * TILE_RECORD);
+        tiles.sort_by_key(|(l, n, _)| (*l, *n));
         for (l, n, hashes) in tiles {
-            if hashes.len() != TILE_WIDTH * 32 {
+            let out = per_level
+                .get_mut(usize::from(*l))
+                .filter(|o| o.len() as u64 == n * TILE_RECORD as u64)
+                .ok_or_else(|| corrupt(&dir, format!("tile {l}/{n} is out of place")))?;
+            if hashes.len() != TILE_RECORD - 16 {
                 return Err(corrupt(&dir, format!("tile {l}/{n} is not a full tile")));
             }
-            let start = raw.len();
-            raw.push(*l);
-            raw.extend_from_slice(&[0; 3]);
-            raw.extend_from_slice(&n.to_le_bytes());
-            raw.extend_from_slice(hashes);
-            let crc = crc32c::crc32c(&raw[start..]);
-            raw.extend_from_slice(&crc.to_le_bytes());
+            let hashes: Vec<Hash> = hashes
+                .chunks_exact(32)
+                .map(|c| {
+                    let mut h = [0u8; 32];
+                    h.copy_from_slice(c);
+                    h
+                })
+                .collect();
+            super::tiles::encode(
+                out,
+                TileKey {
+                    level: *l,
+                    index: *n,
+                },
+                &hashes,
+            );
         }
-        write_file(&dir.join("tiles"), &raw)?;
+        for (level, raw) in per_level.iter().enumerate() {
+            if !raw.is_empty() {
+                write_file(&dir.join(super::tiles::level_file(level as u8)), raw)?;
+            }
+        }
         let mut raw = Vec::new();
         for c in &log.checkpoints {
             raw.extend_from_slice(&(c.note.len() as u32).to_le_bytes());

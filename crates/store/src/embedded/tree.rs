@@ -1,37 +1,38 @@
-//! A log's Merkle tree on disk and in memory (DESIGN §4).
+//! A log's Merkle tree on disk, with only its right edge in memory
+//! (DESIGN §4; the tree logic is `registre_log::tiled`, shared with every
+//! driver).
 //!
 //! Files, beside the log's segments:
 //! ```text
 //! entries      n × 32 bytes: commitment of trace i at offset 32·i
-//! tiles        full tlog tiles as they complete (any level), each record:
-//!                0 1 level u8 · 1 3 zero · 4 8 tile index u64 LE ·
-//!                12 8192 the 256 hashes · 8204 4 crc32c of bytes 0..8204
+//! tiles-<L>    the full tiles of tile level L, tile n at offset n · 8208
+//!              (see `tiles.rs`; format 2 had one `tiles` file, split at open)
 //! checkpoints  every signed checkpoint ever issued, each record:
 //!                0 4 length u32 LE · 4 4 crc32c of the note · 8 … the note
 //! ```
 //! `entries` is written by the group commit right after the records are
 //! synced (a commitment is a pure function of its record, so it is durable
 //! with it) and is itself synced before every checkpoint; at open, what a
-//! crash lost after the latest checkpoint is recomputed from the records. The tree itself
-//! (every level) is held in memory and rebuilt from `entries` at open; tiles
-//! are written when a checkpoint is issued (before it), so the tiles a
-//! checkpoint needs are on disk before the checkpoint is.
+//! crash lost after the latest checkpoint is recomputed from the records.
+//! Full tiles are written as they complete (when the queued commitments
+//! are folded in, at least every second) and synced before each
+//! checkpoint, so the tiles a checkpoint needs are on disk before it is.
+//! Memory: the right edge (under 255 hashes per tile level), the tiles
+//! completed since the last fold, and a bounded cache of tiles read back.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 use registre_log::checkpoint::Checkpoint;
-use registre_log::merkle::{self, Hash, HashReader, MemoryTree};
+use registre_log::merkle::{self, Hash, HashReader};
 use registre_log::note::Signer;
+use registre_log::tiled::{DEFAULT_CACHE_TILES, TILE_WIDTH, TileKey, TiledTree};
 
+use super::tiles::{self, LevelFiles};
 use crate::vfs::{VFile, Vfs};
 use registre_log::tile::TilePath;
 
 use crate::OpenError;
-
-/// Hashes in a full tile.
-const TILE_WIDTH: u64 = 256;
-const TILE_RECORD: usize = 12 + 256 * 32 + 4;
 
 /// A signed checkpoint as issued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,27 +46,27 @@ pub struct SignedCheckpoint {
 pub struct Tree {
     pub origin: String,
     entries: Arc<dyn VFile>,
-    tiles: Arc<dyn VFile>,
+    tiles: LevelFiles,
     checkpoints_file: Arc<dyn VFile>,
-    /// Use [`Tree::mem`], which first folds in the pending commitments.
-    mem_tree: RwLock<MemoryTree>,
+    /// Use [`Tree::read`], which first folds in the pending commitments.
+    tree: RwLock<TiledTree>,
     /// Durable commitments not yet folded into the tree: the group commit
     /// only queues them; readers (proofs, tiles, checkpoints) and the
     /// checkpointer fold them in, off the append path.
     pending: std::sync::Mutex<Vec<Hash>>,
     /// Checkpoint history, oldest first.
     pub history: RwLock<Vec<SignedCheckpoint>>,
-    /// Serialises checkpoint issuance; holds the full tiles written per level.
-    issuing: Mutex<Vec<u64>>,
+    /// Serialises checkpoint issuance.
+    issuing: Mutex<()>,
 }
 
 impl Tree {
     /// Opens the tree files of a log whose segments hold `records` traces;
-    /// `missing(i)` yields the commitment of record `i` for the records whose
-    /// commitment did not reach `entries` before a crash.
+    /// `commitment_of(i)` yields the commitment of record `i` for the
+    /// records whose commitment did not reach `entries` before a crash.
     pub fn open(
         dir: &Path,
-        vfs: &dyn Vfs,
+        vfs: Arc<dyn Vfs>,
         origin: String,
         records: u64,
         mut commitment_of: impl FnMut(u64) -> Result<Hash, OpenError>,
@@ -97,78 +98,81 @@ impl Tree {
         if elen != have * 32 {
             entries.set_len(have * 32).map_err(io(&ep))?;
         }
-        let mut raw = vec![0u8; (have * 32) as usize];
-        entries.read_exact_at(&mut raw, 0).map_err(io(&ep))?;
         // A crash can leave zeros where commitments written after the latest
         // checkpoint go: recompute those from their records. Any other
-        // difference is for `registre verify` to report.
-        for i in check_from.min(have)..have {
-            let at = (i * 32) as usize;
-            if raw[at..at + 32].iter().all(|b| *b == 0) {
-                let c = commitment_of(i)?;
-                raw[at..at + 32].copy_from_slice(&c);
-                entries.write_all_at(&c, i * 32).map_err(io(&ep))?;
+        // difference is for `registre verify` to report. Only that tail is
+        // read.
+        let from = check_from.min(have);
+        let mut raw = vec![0u8; ((have - from) * 32) as usize];
+        entries
+            .read_exact_at(&mut raw, from * 32)
+            .map_err(io(&ep))?;
+        for (k, c) in raw.chunks_exact_mut(32).enumerate() {
+            if c.iter().all(|b| *b == 0) {
+                let i = from + k as u64;
+                let fresh = commitment_of(i)?;
+                c.copy_from_slice(&fresh);
+                entries.write_all_at(&fresh, i * 32).map_err(io(&ep))?;
             }
-        }
-        let mut mem = MemoryTree::new();
-        for c in raw.chunks_exact(32) {
-            mem.push(merkle::leaf_hash(c));
         }
         if have < records {
             let mut add = Vec::with_capacity(((records - have) * 32) as usize);
             for i in have..records {
-                let c = commitment_of(i)?;
-                mem.push(merkle::leaf_hash(&c));
-                add.extend_from_slice(&c);
+                add.extend_from_slice(&commitment_of(i)?);
             }
             entries.write_all_at(&add, have * 32).map_err(io(&ep))?;
         }
         entries.sync_data().map_err(io(&ep))?;
 
-        let tp = dir.join("tiles");
-        let tiles = vfs.open(&tp, true).map_err(io(&tp))?;
-        let tlen = tiles.len().map_err(io(&tp))?;
-        let whole = tlen / TILE_RECORD as u64;
-        if tlen != whole * TILE_RECORD as u64 {
-            tiles.set_len(whole * TILE_RECORD as u64).map_err(io(&tp))?;
-            tiles.sync_data().map_err(io(&tp))?;
-        }
-        let mut written: Vec<u64> = Vec::new();
-        let mut rec = vec![0u8; TILE_RECORD];
-        for k in 0..whole {
-            tiles
-                .read_exact_at(&mut rec, k * TILE_RECORD as u64)
-                .map_err(io(&tp))?;
-            let level = rec[0] as usize;
-            if written.len() <= level {
-                written.resize(level + 1, 0);
-            }
-            written[level] += 1;
-        }
-
         if let Some(last) = history.last()
-            && last.size > mem.size()
+            && last.size > records
         {
             return Err(OpenError::Corrupt {
                 path: cp,
                 offset: 0,
                 reason: format!(
-                    "the latest checkpoint covers {} traces but the log holds {}: acknowledged \
-                     traces are missing",
-                    last.size,
-                    mem.size()
+                    "the latest checkpoint covers {} traces but the log holds {records}: \
+                     acknowledged traces are missing",
+                    last.size
                 ),
             });
+        }
+
+        // Tiles: split a format-2 file, then find what each level holds.
+        tiles::convert_legacy(dir, &*vfs)?;
+        let files = LevelFiles::new(dir, vfs.clone());
+        let mut stored = Vec::new();
+        for level in 0..tiles::LEVELS {
+            let trusted = TiledTree::full_tiles(check_from, level);
+            let lp = files.path(level);
+            stored.push(files.open_level(level, trusted).map_err(io(&lp))?);
+        }
+        let mut tree = TiledTree::restore(
+            records,
+            &stored,
+            DEFAULT_CACHE_TILES,
+            &mut |k| files.read(k).map_err(io(&files.path(k.level))),
+            &mut |a, b| {
+                let mut raw = vec![0u8; ((b - a) * 32) as usize];
+                entries.read_exact_at(&mut raw, a * 32).map_err(io(&ep))?;
+                Ok(raw.chunks_exact(32).map(merkle::leaf_hash).collect())
+            },
+        )?;
+        let lost = tree.take_completed();
+        if !lost.is_empty() {
+            tracing::warn!(tiles = lost.len(), "rewriting tiles a crash lost");
+            files.write(&lost).map_err(io(dir))?;
+            files.sync().map_err(io(dir))?;
         }
         Ok(Tree {
             origin,
             entries,
-            tiles,
+            tiles: files,
             checkpoints_file,
-            mem_tree: RwLock::new(mem),
+            tree: RwLock::new(tree),
             pending: std::sync::Mutex::new(Vec::new()),
             history: RwLock::new(history),
-            issuing: Mutex::new(written),
+            issuing: Mutex::new(()),
         })
     }
 
@@ -184,29 +188,46 @@ impl Tree {
             .extend_from_slice(commitments);
     }
 
-    /// Folds the queued commitments into the tree.
-    pub fn catch_up(&self) {
-        let mut mem = self.mem_tree.write().unwrap_or_else(|p| p.into_inner());
+    /// Folds the queued commitments into the tree and writes the tiles they
+    /// complete (not synced: a checkpoint syncs them).
+    pub fn catch_up(&self) -> std::io::Result<()> {
+        let mut tree = self.tree.write().unwrap_or_else(|p| p.into_inner());
         // Taken under the tree's lock: folds happen in publication order.
         let queued = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         for c in &queued {
-            mem.push(merkle::leaf_hash(c));
+            tree.push(merkle::leaf_hash(c));
         }
+        if !tree.completed().is_empty() {
+            // Kept in memory (and served from there) until written.
+            self.tiles.write(tree.completed())?;
+            tree.take_completed();
+        }
+        Ok(())
     }
 
-    /// The tree, with every durable commitment folded in.
-    pub fn mem(&self) -> std::sync::RwLockReadGuard<'_, MemoryTree> {
-        self.catch_up();
-        self.mem_tree.read().unwrap_or_else(|p| p.into_inner())
+    /// Runs `f` over the tree, every durable commitment folded in, with a
+    /// reader that loads full tiles from disk.
+    pub fn read<R>(&self, f: impl FnOnce(&dyn HashReader, u64) -> R) -> std::io::Result<R> {
+        self.catch_up()?;
+        let tree = self.tree.read().unwrap_or_else(|p| p.into_inner());
+        let failed = std::cell::Cell::new(None);
+        let reader = tree.reader(|k: TileKey| match self.tiles.read(k) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                failed.set(Some(e));
+                None
+            }
+        });
+        let out = f(&reader, tree.size());
+        match failed.take() {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 
     pub fn size(&self) -> u64 {
         let queued = self.pending.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
-        self.mem_tree
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .size()
-            + queued
+        self.tree.read().unwrap_or_else(|p| p.into_inner()).size() + queued
     }
 
     pub fn latest(&self) -> Option<SignedCheckpoint> {
@@ -218,12 +239,13 @@ impl Tree {
     }
 
     /// Issues a checkpoint of the current tree unless the latest already
-    /// covers it; writes the tiles it completes first.
+    /// covers it; the tiles and commitments it covers are synced first.
     pub fn checkpoint(&self, signer: &Signer) -> std::io::Result<SignedCheckpoint> {
-        let mut written = self.issuing.lock().unwrap_or_else(|p| p.into_inner());
+        let _issuing = self.issuing.lock().unwrap_or_else(|p| p.into_inner());
+        self.catch_up()?;
         let (size, root) = {
-            let mem = self.mem();
-            (mem.size(), mem.root())
+            let tree = self.tree.read().unwrap_or_else(|p| p.into_inner());
+            (tree.size(), tree.root())
         };
         if let Some(last) = self.latest()
             && last.size == size
@@ -232,53 +254,7 @@ impl Tree {
         }
         // Everything the checkpoint commits to must be on disk before it.
         self.entries.sync_data()?;
-        // Full tiles completed since the last write, every level.
-        let mut buf = Vec::new();
-        {
-            let mem = self.mem();
-            let mut level = 0usize;
-            loop {
-                let tree_level = 8 * level as u32;
-                let nodes = if tree_level >= 64 {
-                    0
-                } else {
-                    size >> tree_level
-                };
-                let full = nodes / TILE_WIDTH;
-                if full == 0 {
-                    break;
-                }
-                if written.len() <= level {
-                    written.resize(level + 1, 0);
-                }
-                for n in written[level]..full {
-                    let start = buf.len();
-                    buf.push(level as u8);
-                    buf.extend_from_slice(&[0; 3]);
-                    buf.extend_from_slice(&n.to_le_bytes());
-                    for i in 0..TILE_WIDTH {
-                        let h = mem
-                            .node(tree_level, n * TILE_WIDTH + i)
-                            .ok_or_else(|| std::io::Error::other("tile hash not in the tree"))?;
-                        buf.extend_from_slice(&h);
-                    }
-                    let crc = crc32c::crc32c(&buf[start..]);
-                    buf.extend_from_slice(&crc.to_le_bytes());
-                }
-                level += 1;
-            }
-        }
-        if !buf.is_empty() {
-            let at = self.tiles.len()?;
-            self.tiles.write_all_at(&buf, at)?;
-            self.tiles.sync_data()?;
-            let mut off = 0;
-            while off < buf.len() {
-                let level = buf[off] as usize;
-                written[level] += 1;
-                off += TILE_RECORD;
-            }
-        }
+        self.tiles.sync()?;
         let body = Checkpoint::new(&self.origin, size, root)
             .map_err(|e| std::io::Error::other(e.to_string()))?
             .body();
@@ -392,37 +368,37 @@ pub fn parse_note_head(note: &str) -> Option<(u64, Hash)> {
 impl Tree {
     /// Bytes of a tile (concatenated hashes) or an entry bundle.
     pub fn tile_bytes(&self, tile: TilePath) -> Result<Vec<u8>, crate::IntegrityError> {
-        let mem = self.mem();
-        let size = mem.size();
         match tile {
             TilePath::Hashes(t) => {
                 let tl = t.tree_level();
-                let nodes = if tl >= 64 { 0 } else { size >> tl };
                 let start = t.index().saturating_mul(TILE_WIDTH);
                 let end = start.saturating_add(u64::from(t.width()));
-                if end > nodes {
-                    return Err(crate::IntegrityError::OutOfRange(format!(
-                        "tile {t} is beyond the tree (size {size})"
-                    )));
-                }
-                let mut out = Vec::with_capacity(32 * t.width() as usize);
-                for i in start..end {
-                    let h = mem.node(tl, i).ok_or_else(|| {
-                        crate::IntegrityError::OutOfRange(format!("tile {t} is not available"))
-                    })?;
-                    out.extend_from_slice(&h);
-                }
-                Ok(out)
+                self.read(|r, size| {
+                    let nodes = if tl >= 64 { 0 } else { size >> tl };
+                    if end > nodes {
+                        return Err(crate::IntegrityError::OutOfRange(format!(
+                            "tile {t} is beyond the tree (size {size})"
+                        )));
+                    }
+                    let mut out = Vec::with_capacity(32 * t.width() as usize);
+                    for i in start..end {
+                        let h = r.node(tl, i).ok_or_else(|| {
+                            crate::IntegrityError::OutOfRange(format!("tile {t} is not available"))
+                        })?;
+                        out.extend_from_slice(&h);
+                    }
+                    Ok(out)
+                })?
             }
             TilePath::Entries(b) => {
                 let start = b.index().saturating_mul(TILE_WIDTH);
                 let end = start.saturating_add(u64::from(b.width()));
+                let size = self.size();
                 if end > size {
                     return Err(crate::IntegrityError::OutOfRange(format!(
                         "entry bundle {b} is beyond the log (size {size})"
                     )));
                 }
-                drop(mem);
                 let mut raw = vec![0u8; ((end - start) * 32) as usize];
                 self.entries.read_exact_at(&mut raw, start * 32)?;
                 let entries: Vec<&[u8]> = raw.chunks_exact(32).collect();

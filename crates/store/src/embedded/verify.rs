@@ -11,7 +11,10 @@
 use std::path::{Path, PathBuf};
 
 use registre_log::checkpoint::open_checkpoint;
-use registre_log::merkle::{self, Hash, HashReader, MemoryTree};
+use registre_log::merkle::{self, Hash};
+use registre_log::tiled::{DEFAULT_CACHE_TILES, TiledTree};
+
+use super::tiles::TileFiles;
 use registre_log::note::Verifier;
 use registre_log::tile::TileId;
 use registre_model::StoredTrace;
@@ -501,61 +504,87 @@ fn verify_log(
         );
     }
 
-    // 3. The tree, rebuilt from the commitments, against stored tiles.
-    let mut tree = MemoryTree::new();
-    for e in &entries {
-        tree.push(merkle::leaf_hash(e));
-    }
-    let tp = dir.join("tiles");
-    if let Ok(raw) = std::fs::read(&tp) {
-        progress(raw.len() as u64);
-        const REC: usize = 12 + 256 * 32 + 4;
-        for (k, rec) in raw.chunks(REC).enumerate() {
-            let at = format!("{} record {k} (byte {})", rel(&tp), k * REC);
-            if rec.len() < REC {
-                fail(at, "truncated tile record".into());
-                break;
-            }
-            let crc = u32::from_le_bytes([rec[REC - 4], rec[REC - 3], rec[REC - 2], rec[REC - 1]]);
-            let level = rec[0];
-            let mut n = [0u8; 8];
-            n.copy_from_slice(&rec[4..12]);
-            let n = u64::from_le_bytes(n);
-            let path = TileId::new(level, n, 256)
+    // 3. The tree, rebuilt from the commitments with only its edge in
+    // memory: each full tile it completes against the stored one, and its
+    // root at each checkpoint's size.
+    let mut sizes: Vec<u64> = cp_scan
+        .records
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok().map(|c| c.size))
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut sizes = sizes.into_iter().peekable();
+    let mut roots: std::collections::HashMap<u64, Hash> = std::collections::HashMap::new();
+    let tiles = match TileFiles::open(dir) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            fail(
+                rel(&dir.join("tiles-0")),
+                format!("cannot read the tiles: {e}"),
+            );
+            None
+        }
+    };
+    let mut tree = TiledTree::new(DEFAULT_CACHE_TILES);
+    let mut tile_bytes = 0u64;
+    let mut check_tiles = |tree: &mut TiledTree, lr: &mut LogReport| {
+        for (k, hashes) in tree.take_completed() {
+            let Some(tiles) = &tiles else { return };
+            let path = TileId::new(k.level, k.index, 256)
                 .map(|t| t.path())
-                .unwrap_or_else(|_| format!("tile {level}/{n}"));
-            if crc32c::crc32c(&rec[..REC - 4]) != crc {
-                fail(
-                    format!("{at}, {path}"),
-                    "tile record checksum mismatch: altered".into(),
-                );
-            }
-            let tl = 8 * u32::from(level);
-            for i in 0..256u64 {
-                let stored = &rec[12 + 32 * i as usize..12 + 32 * (i as usize + 1)];
-                match tree.node(tl, n * 256 + i) {
-                    Some(h) if h.as_slice() == stored => {}
-                    Some(_) => {
+                .unwrap_or_else(|_| format!("tile {}/{}", k.level, k.index));
+            let at = format!("{} ({path})", rel(&tiles.describe(k.level)));
+            match tiles.read(k) {
+                // Not stored yet: written after the latest checkpoint.
+                Ok(None) => {}
+                Ok(Some(Err(why))) => fail(at, format!("{why}: altered")),
+                Ok(Some(Ok(stored))) => {
+                    lr.tiles += 1;
+                    tile_bytes += super::tiles::TILE_RECORD as u64;
+                    if let Some(i) = (0..hashes.len()).find(|&i| stored[i] != hashes[i]) {
                         fail(
-                            format!("{path}, hash {i}"),
+                            format!("{at}, hash {i}"),
                             "stored tile hash differs from the tree rebuilt from the commitments"
                                 .into(),
                         );
-                        break;
-                    }
-                    None => {
-                        fail(
-                            path.clone(),
-                            "stored tile lies beyond the log: the log was truncated".into(),
-                        );
-                        break;
                     }
                 }
+                Err(e) => fail(at, format!("cannot read: {e}")),
             }
-            lr.tiles += 1;
+        }
+    };
+    while sizes.peek() == Some(&0) {
+        roots.insert(0, tree.root());
+        sizes.next();
+    }
+    for e in &entries {
+        tree.push(merkle::leaf_hash(e));
+        while sizes.peek() == Some(&tree.size()) {
+            roots.insert(tree.size(), tree.root());
+            sizes.next();
+        }
+        if !tree.completed().is_empty() {
+            check_tiles(&mut tree, lr);
         }
     }
-
+    progress(tile_bytes);
+    if let Some(tiles) = &tiles {
+        for level in 0..super::tiles::LEVELS {
+            let full = TiledTree::full_tiles(tree.size(), level);
+            match tiles.count(level) {
+                Ok(n) if n > full => fail(
+                    rel(&tiles.describe(level)),
+                    format!(
+                        "{} stored tiles of level {level} lie beyond the log: the log was truncated",
+                        n - full
+                    ),
+                ),
+                Ok(_) => {}
+                Err(e) => fail(rel(&tiles.describe(level)), format!("cannot read: {e}")),
+            }
+        }
+    }
     // 4. Checkpoints: signature, root, consistency with the previous one.
     progress(cp_raw.len() as u64);
     if let Some(at) = cp_scan.torn_at {
@@ -564,7 +593,7 @@ fn verify_log(
             rel(&cp)
         ));
     }
-    let mut prev: Option<(u64, Hash)> = None;
+    let mut prev: Option<u64> = None;
     for (offset, rec) in cp_scan.records {
         let c = match rec {
             Ok(c) => c,
@@ -582,7 +611,7 @@ fn verify_log(
             );
             continue;
         }
-        match tree.root_at(c.size) {
+        match roots.get(&c.size).copied() {
             None => {
                 fail(
                     place,
@@ -603,27 +632,17 @@ fn verify_log(
             }
             Some(_) => {}
         }
-        if let Some((ps, pr)) = prev {
-            if c.size < ps {
-                fail(
-                    place.clone(),
-                    format!("smaller than the previous checkpoint ({ps})"),
-                );
-            } else if ps > 0 {
-                let ok = merkle::consistency_proof(&tree, ps, c.size)
-                    .ok()
-                    .is_some_and(|proof| {
-                        merkle::verify_consistency(ps, c.size, &pr, &c.root, &proof).is_ok()
-                    });
-                if !ok {
-                    fail(
-                        place.clone(),
-                        format!("not consistent with checkpoint {ps}"),
-                    );
-                }
-            }
+        // Its root is the rebuilt tree's at its size, as was the previous
+        // one's: the two are consistent by construction.
+        if let Some(ps) = prev
+            && c.size < ps
+        {
+            fail(
+                place.clone(),
+                format!("smaller than the previous checkpoint ({ps})"),
+            );
         }
-        prev = Some((c.size, c.root));
+        prev = Some(c.size);
         lr.verified_size = c.size;
     }
     Ok(())
