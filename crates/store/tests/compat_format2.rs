@@ -41,7 +41,7 @@ fn fixture() -> PathBuf {
 /// Trace `i` of day `d` in `class`: actor cycles over 7, mailbox over 5,
 /// every 10th names the held patient, the others patient `p<i%13>`.
 fn trace(class: &str, d: usize, i: usize) -> registre_model::Trace {
-    let patient = if i % 10 == 0 {
+    let patient = if i.is_multiple_of(10) {
         HELD_PATIENT.to_owned()
     } else {
         format!("patient-p{}", i % 13)
