@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use registre_log::merkle::{Hash, MemoryTree};
+use registre_log::merkle::Hash;
 use registre_log::note::Signer;
 use registre_log::tile::TilePath;
+use registre_log::tiled::TiledTree;
 use registre_model::{ClassName, StoredTrace, Trace, format_received_at};
 use registre_store::at_rest::{self, Key, Purged};
 use registre_store::clock::{Clock, SystemClock};
@@ -85,8 +86,9 @@ pub(crate) struct LogMeta {
     pub id: i16,
     pub origin: String,
     pub period_micros: i64,
-    /// This node's copy of the Merkle tree, caught up from `entries`.
-    pub tree: tokio::sync::Mutex<MemoryTree>,
+    /// This node's copy of the Merkle tree's right edge (restored from the
+    /// tables on first use), caught up from `entries`.
+    pub tree: tokio::sync::Mutex<Option<TiledTree>>,
     pub history_key: Arc<SegmentKeys>,
 }
 
@@ -448,7 +450,7 @@ async fn register_log(
         id,
         origin: format!("{}/registre/{name}", opts.instance),
         period_micros: (period as i64).saturating_mul(1_000_000),
-        tree: tokio::sync::Mutex::new(MemoryTree::new()),
+        tree: tokio::sync::Mutex::new(None),
         history_key: Arc::new(history_key),
     })
 }

@@ -1,26 +1,41 @@
-//! The Merkle log in PostgreSQL: each node's in-memory tree caught up from
-//! `entries`; checkpoints (issued under the log's lock), tiles, proofs.
+//! The Merkle log in PostgreSQL: each node's tree keeps only its right edge
+//! in memory (`registre_log::tiled`, the same code as the embedded store),
+//! caught up from `entries`; full tiles go to the `tiles` table as they
+//! complete (any node may write one: a tile is a function of committed
+//! commitments, so a second insert changes nothing), and every other node
+//! is read from there. Checkpoints are issued under the log's lock.
+
+use std::collections::HashMap;
 
 use registre_log::checkpoint::Checkpoint;
-use registre_log::merkle::{self, Hash, HashReader, MemoryTree};
+use registre_log::merkle::{self, Hash, HashReader};
 use registre_log::tile::TilePath;
+use registre_log::tiled::{DEFAULT_CACHE_TILES, FullTile, TILE_WIDTH, TileKey, TiledTree};
 use registre_store::{IntegrityError, SignedCheckpoint};
 use tokio_postgres::GenericClient;
 
 use crate::PgError;
 use crate::store::{Inner, LogMeta, integrity};
 
-/// Hashes in a full tile.
-const TILE_WIDTH: u64 = 256;
+/// This node's tree of one log.
+pub(crate) type TreeGuard<'a> = tokio::sync::MappedMutexGuard<'a, TiledTree>;
 
 impl Inner {
-    /// Folds the committed commitments this node's tree lacks into it.
+    /// Folds the committed commitments this node's tree lacks into it
+    /// (restoring its edge from the tables first, once), and stores the
+    /// full tiles that completes.
     pub(crate) async fn catch_up<'a, C: GenericClient + Sync>(
         &self,
         c: &C,
         log: &'a LogMeta,
-    ) -> Result<tokio::sync::MutexGuard<'a, MemoryTree>, PgError> {
-        let mut tree = log.tree.lock().await;
+    ) -> Result<TreeGuard<'a>, PgError> {
+        let mut slot = log.tree.lock().await;
+        if slot.is_none() {
+            *slot = Some(restore(c, log).await?);
+        }
+        // Filled just above: `get_or_insert_with` never inserts here.
+        let mut tree =
+            tokio::sync::MutexGuard::map(slot, |t| t.get_or_insert_with(|| TiledTree::new(0)));
         let from = tree.size() as i64;
         let rows = c
             .query(
@@ -39,7 +54,32 @@ impl Inner {
             }
             tree.push(merkle::leaf_hash(c));
         }
+        if !tree.completed().is_empty() {
+            store_tiles(c, log, tree.completed()).await?;
+            tree.take_completed();
+        }
         Ok(tree)
+    }
+
+    /// Runs `f` over this node's tree, caught up, with the full tiles it
+    /// reads fetched first (one query).
+    pub(crate) async fn read_tree<C, R>(
+        &self,
+        c: &C,
+        log: &LogMeta,
+        f: impl Fn(&dyn HashReader, u64) -> R,
+    ) -> Result<R, PgError>
+    where
+        C: GenericClient + Sync,
+    {
+        let tree = self.catch_up(c, log).await?;
+        let size = tree.size();
+        let needed = tree.tiles_needed(|r| {
+            f(r, size);
+        });
+        let fetched = fetch_tiles(c, log, &needed).await?;
+        let reader = tree.reader(|k: TileKey| fetched.get(&k).cloned());
+        Ok(f(&reader, size))
     }
 
     /// The latest checkpoint; with `fresh`, a new one first if the log grew.
@@ -76,55 +116,20 @@ impl Inner {
         if size == 0 || last.as_ref().is_some_and(|c| c.size >= size) {
             return Ok(last);
         }
-        let tree = self.catch_up(tx, log).await?;
-        let root = tree.root_at(size).ok_or_else(|| {
-            PgError::Corrupt(format!(
-                "log {} has {size} traces but {} commitments",
-                log.name,
-                tree.size()
-            ))
-        })?;
-        // Full tiles completed since the last ones written, every level.
-        let written = tx
-            .query(
-                "SELECT level, count(*) FROM tiles WHERE log = $1 GROUP BY level",
-                &[&log.id],
-            )
-            .await?;
-        let mut level = 0u8;
-        loop {
-            let tree_level = 8 * u32::from(level);
-            let nodes = if tree_level >= 64 {
-                0
-            } else {
-                size >> tree_level
-            };
-            let full = nodes / TILE_WIDTH;
-            if full == 0 {
-                break;
-            }
-            let have = written
-                .iter()
-                .find(|r| r.get::<_, i16>(0) == i16::from(level))
-                .map_or(0, |r| r.get::<_, i64>(1) as u64);
-            for n in have..full {
-                let mut hashes = Vec::with_capacity(32 * TILE_WIDTH as usize);
-                for i in 0..TILE_WIDTH {
-                    let h = tree
-                        .node(tree_level, n * TILE_WIDTH + i)
-                        .ok_or_else(|| PgError::Corrupt("a tile hash is not in the tree".into()))?;
-                    hashes.extend_from_slice(&h);
+        let root = self
+            .read_tree(tx, log, |r, have| {
+                if size > have {
+                    return None;
                 }
-                tx.execute(
-                    "INSERT INTO tiles (log, level, n, hashes) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT DO NOTHING",
-                    &[&log.id, &i16::from(level), &(n as i64), &hashes],
-                )
-                .await?;
-            }
-            level += 1;
-        }
-        drop(tree);
+                merkle::root(r, size).ok()
+            })
+            .await?
+            .ok_or_else(|| {
+                PgError::Corrupt(format!(
+                    "log {} has {size} traces but fewer commitments",
+                    log.name
+                ))
+            })?;
         let body = Checkpoint::new(&log.origin, size, root)
             .map_err(|e| PgError::Corrupt(e.to_string()))?
             .body();
@@ -159,30 +164,32 @@ impl Inner {
     pub(crate) async fn tile(&self, name: &str, tile: TilePath) -> Result<Vec<u8>, IntegrityError> {
         let log = self.log(name)?;
         let conn = self.conn().await.map_err(integrity)?;
-        let tree = self.catch_up(&*conn, log).await.map_err(integrity)?;
-        let size = tree.size();
         match tile {
             TilePath::Hashes(t) => {
                 let tl = t.tree_level();
-                let nodes = if tl >= 64 { 0 } else { size >> tl };
                 let start = t.index().saturating_mul(TILE_WIDTH);
                 let end = start.saturating_add(u64::from(t.width()));
-                if end > nodes {
-                    return Err(IntegrityError::OutOfRange(format!(
-                        "tile {t} is beyond the tree (size {size})"
-                    )));
-                }
-                let mut out = Vec::with_capacity(32 * t.width() as usize);
-                for i in start..end {
-                    let h = tree.node(tl, i).ok_or_else(|| {
-                        IntegrityError::OutOfRange(format!("tile {t} is not available"))
-                    })?;
-                    out.extend_from_slice(&h);
-                }
-                Ok(out)
+                self.read_tree(&*conn, log, |r, size| {
+                    let nodes = if tl >= 64 { 0 } else { size >> tl };
+                    if end > nodes {
+                        return Err(IntegrityError::OutOfRange(format!(
+                            "tile {t} is beyond the tree (size {size})"
+                        )));
+                    }
+                    let mut out = Vec::with_capacity(32 * t.width() as usize);
+                    for i in start..end {
+                        let h = r.node(tl, i).ok_or_else(|| {
+                            IntegrityError::OutOfRange(format!("tile {t} is not available"))
+                        })?;
+                        out.extend_from_slice(&h);
+                    }
+                    Ok(out)
+                })
+                .await
+                .map_err(integrity)?
             }
             TilePath::Entries(b) => {
-                drop(tree);
+                let size = self.catch_up(&*conn, log).await.map_err(integrity)?.size();
                 let start = b.index().saturating_mul(TILE_WIDTH);
                 let end = start.saturating_add(u64::from(b.width()));
                 if end > size {
@@ -218,15 +225,17 @@ impl Inner {
     ) -> Result<Vec<Hash>, IntegrityError> {
         let log = self.log(name)?;
         let conn = self.conn().await.map_err(integrity)?;
-        let tree = self.catch_up(&*conn, log).await.map_err(integrity)?;
-        if size > tree.size() || index >= size {
-            return Err(IntegrityError::OutOfRange(format!(
-                "index {index} is not in a tree of size {size} (log {name} holds {})",
-                tree.size()
-            )));
-        }
-        merkle::inclusion_proof(&*tree, index, size)
-            .map_err(|e| IntegrityError::OutOfRange(e.to_string()))
+        self.read_tree(&*conn, log, |r, have| {
+            if size > have || index >= size {
+                return Err(IntegrityError::OutOfRange(format!(
+                    "index {index} is not in a tree of size {size} (log {name} holds {have})"
+                )));
+            }
+            merkle::inclusion_proof(r, index, size)
+                .map_err(|e| IntegrityError::OutOfRange(e.to_string()))
+        })
+        .await
+        .map_err(integrity)?
     }
 
     pub(crate) async fn consistency_proof(
@@ -237,16 +246,174 @@ impl Inner {
     ) -> Result<Vec<Hash>, IntegrityError> {
         let log = self.log(name)?;
         let conn = self.conn().await.map_err(integrity)?;
-        let tree = self.catch_up(&*conn, log).await.map_err(integrity)?;
-        if to > tree.size() || from > to {
-            return Err(IntegrityError::OutOfRange(format!(
-                "no consistency proof from size {from} to {to} (log {name} holds {})",
-                tree.size()
+        self.read_tree(&*conn, log, |r, have| {
+            if to > have || from > to {
+                return Err(IntegrityError::OutOfRange(format!(
+                    "no consistency proof from size {from} to {to} (log {name} holds {have})"
+                )));
+            }
+            merkle::consistency_proof(r, from, to)
+                .map_err(|e| IntegrityError::OutOfRange(e.to_string()))
+        })
+        .await
+        .map_err(integrity)?
+    }
+}
+
+/// Rebuilds this node's tree edge from the tables: the stored tile counts,
+/// then what `TiledTree::restore` reads (fetched in one pass: a first run
+/// with placeholders names every tile and leaf range it needs).
+async fn restore<C: GenericClient + Sync>(c: &C, log: &LogMeta) -> Result<TiledTree, PgError> {
+    let size: i64 = c
+        .query_one(
+            "SELECT coalesce(max(idx) + 1, 0) FROM entries WHERE log = $1",
+            &[&log.id],
+        )
+        .await?
+        .get(0);
+    let size = size as u64;
+    let rows = c
+        .query(
+            "SELECT level, count(*) FROM tiles WHERE log = $1 GROUP BY level",
+            &[&log.id],
+        )
+        .await?;
+    let mut stored = vec![0u64; 8];
+    for r in rows {
+        let level: i16 = r.get(0);
+        let n: i64 = r.get(1);
+        if let Some(s) = stored.get_mut(level as usize) {
+            *s = n as u64;
+        }
+    }
+    let mut want_tiles: Vec<TileKey> = Vec::new();
+    let mut want_leaves: Vec<(u64, u64)> = Vec::new();
+    let _ = TiledTree::restore::<()>(
+        size,
+        &stored,
+        0,
+        &mut |k| {
+            want_tiles.push(k);
+            Ok(vec![[0u8; 32]; TILE_WIDTH as usize].into())
+        },
+        &mut |a, b| {
+            want_leaves.push((a, b));
+            Ok(vec![[0u8; 32]; (b - a) as usize])
+        },
+    );
+    let tiles = fetch_tiles(c, log, &want_tiles).await?;
+    let mut leaves: HashMap<u64, Hash> = HashMap::new();
+    for (a, b) in want_leaves {
+        let rows = c
+            .query(
+                "SELECT idx, commitment FROM entries WHERE log = $1 AND idx >= $2 AND idx < $3",
+                &[&log.id, &(a as i64), &(b as i64)],
+            )
+            .await?;
+        for r in rows {
+            let idx: i64 = r.get(0);
+            let cm: &[u8] = r.get(1);
+            leaves.insert(idx as u64, merkle::leaf_hash(cm));
+        }
+    }
+    let missing = |what: String| PgError::Corrupt(format!("log {}: {what} is missing", log.name));
+    let mut tree = TiledTree::restore(
+        size,
+        &stored,
+        DEFAULT_CACHE_TILES,
+        &mut |k| {
+            tiles
+                .get(&k)
+                .cloned()
+                .ok_or_else(|| missing(format!("tile {} of level {}", k.index, k.level)))
+        },
+        &mut |a, b| {
+            (a..b)
+                .map(|i| {
+                    leaves
+                        .get(&i)
+                        .copied()
+                        .ok_or_else(|| missing(format!("commitment {i}")))
+                })
+                .collect()
+        },
+    )?;
+    if !tree.completed().is_empty() {
+        store_tiles(c, log, tree.completed()).await?;
+        tree.take_completed();
+    }
+    Ok(tree)
+}
+
+/// Fetches full tiles by key, in one query.
+async fn fetch_tiles<C: GenericClient + Sync>(
+    c: &C,
+    log: &LogMeta,
+    keys: &[TileKey],
+) -> Result<HashMap<TileKey, FullTile>, PgError> {
+    let mut out = HashMap::new();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let levels: Vec<i16> = keys.iter().map(|k| i16::from(k.level)).collect();
+    let ns: Vec<i64> = keys.iter().map(|k| k.index as i64).collect();
+    let rows = c
+        .query(
+            "SELECT t.level, t.n, t.hashes FROM tiles t \
+             JOIN unnest($2::smallint[], $3::bigint[]) AS k(level, n) \
+             ON t.level = k.level AND t.n = k.n WHERE t.log = $1",
+            &[&log.id, &levels, &ns],
+        )
+        .await?;
+    for r in rows {
+        let level: i16 = r.get(0);
+        let n: i64 = r.get(1);
+        let raw: &[u8] = r.get(2);
+        if raw.len() != 32 * TILE_WIDTH as usize {
+            return Err(PgError::Corrupt(format!(
+                "tile {n} of level {level} of log {} is not a full tile",
+                log.name
             )));
         }
-        merkle::consistency_proof(&*tree, from, to)
-            .map_err(|e| IntegrityError::OutOfRange(e.to_string()))
+        let hashes: Vec<Hash> = raw
+            .chunks_exact(32)
+            .map(|c| {
+                let mut h = [0u8; 32];
+                h.copy_from_slice(c);
+                h
+            })
+            .collect();
+        out.insert(
+            TileKey {
+                level: level as u8,
+                index: n as u64,
+            },
+            hashes.into(),
+        );
     }
+    Ok(out)
+}
+
+/// Stores full tiles (a tile another node stored already is left as is).
+async fn store_tiles<C: GenericClient + Sync>(
+    c: &C,
+    log: &LogMeta,
+    tiles: &[(TileKey, FullTile)],
+) -> Result<(), PgError> {
+    let levels: Vec<i16> = tiles.iter().map(|(k, _)| i16::from(k.level)).collect();
+    let ns: Vec<i64> = tiles.iter().map(|(k, _)| k.index as i64).collect();
+    let hashes: Vec<Vec<u8>> = tiles
+        .iter()
+        .map(|(_, t)| t.iter().flatten().copied().collect())
+        .collect();
+    c.execute(
+        "INSERT INTO tiles (log, level, n, hashes) \
+         SELECT $1, * FROM unnest($2::smallint[], $3::bigint[], $4::bytea[]) \
+         ON CONFLICT DO NOTHING",
+        &[&log.id, &levels, &ns, &hashes],
+    )
+    .await?;
+    Ok(())
 }
 
 async fn latest<C: GenericClient + Sync>(

@@ -20,6 +20,7 @@ pub mod hold;
 pub mod keys;
 mod query;
 mod store;
+pub mod treecheck;
 pub mod vfs;
 
 /// The at-rest form every backend shares (the PostgreSQL store uses the

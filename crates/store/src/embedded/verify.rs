@@ -11,8 +11,10 @@
 use std::path::{Path, PathBuf};
 
 use registre_log::checkpoint::open_checkpoint;
-use registre_log::merkle::{self, Hash};
-use registre_log::tiled::{DEFAULT_CACHE_TILES, TiledTree};
+use registre_log::merkle::Hash;
+use registre_log::tiled::TileKey;
+
+use crate::treecheck::{TileProblem, TreeCheck};
 
 use super::tiles::TileFiles;
 use registre_log::note::Verifier;
@@ -504,87 +506,48 @@ fn verify_log(
         );
     }
 
-    // 3. The tree, rebuilt from the commitments with only its edge in
-    // memory: each full tile it completes against the stored one, and its
-    // root at each checkpoint's size.
-    let mut sizes: Vec<u64> = cp_scan
-        .records
-        .iter()
-        .filter_map(|(_, r)| r.as_ref().ok().map(|c| c.size))
-        .collect();
-    sizes.sort_unstable();
-    sizes.dedup();
-    let mut sizes = sizes.into_iter().peekable();
-    let mut roots: std::collections::HashMap<u64, Hash> = std::collections::HashMap::new();
-    let tiles = match TileFiles::open(dir) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            fail(
-                rel(&dir.join("tiles-0")),
-                format!("cannot read the tiles: {e}"),
-            );
-            None
-        }
-    };
-    let mut tree = TiledTree::new(DEFAULT_CACHE_TILES);
-    let mut tile_bytes = 0u64;
-    let mut check_tiles = |tree: &mut TiledTree, lr: &mut LogReport| {
-        for (k, hashes) in tree.take_completed() {
-            let Some(tiles) = &tiles else { return };
-            let path = TileId::new(k.level, k.index, 256)
-                .map(|t| t.path())
-                .unwrap_or_else(|_| format!("tile {}/{}", k.level, k.index));
-            let at = format!("{} ({path})", rel(&tiles.describe(k.level)));
-            match tiles.read(k) {
-                // Not stored yet: written after the latest checkpoint.
-                Ok(None) => {}
-                Ok(Some(Err(why))) => fail(at, format!("{why}: altered")),
-                Ok(Some(Ok(stored))) => {
-                    lr.tiles += 1;
-                    tile_bytes += super::tiles::TILE_RECORD as u64;
-                    if let Some(i) = (0..hashes.len()).find(|&i| stored[i] != hashes[i]) {
-                        fail(
-                            format!("{at}, hash {i}"),
-                            "stored tile hash differs from the tree rebuilt from the commitments"
-                                .into(),
-                        );
-                    }
-                }
-                Err(e) => fail(at, format!("cannot read: {e}")),
+    // 3. The tree, rebuilt from the commitments (edge only in memory),
+    // against the stored tiles, and its roots at the checkpoints' sizes.
+    let mut check = TreeCheck::new(
+        cp_scan
+            .records
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok().map(|c| c.size)),
+    );
+    match TileFiles::open(dir) {
+        Ok(tiles) => {
+            let mut problem = |k: TileKey, p: TileProblem| {
+                let path = TileId::new(k.level, k.index, 256)
+                    .map(|t| t.path())
+                    .unwrap_or_else(|_| format!("tile {}/{}", k.level, k.index));
+                let file = rel(&tiles.describe(k.level));
+                let at = match &p {
+                    TileProblem::Differs(i) => format!("{file} ({path}), hash {i}"),
+                    TileProblem::Beyond(_) => file,
+                    TileProblem::Damaged(_) => format!("{file} ({path})"),
+                };
+                fail(at, p.to_string());
+            };
+            for e in &entries {
+                check.push(
+                    e,
+                    &mut |k| match tiles.read(k) {
+                        Ok(s) => s,
+                        Err(e) => Some(Err(format!("cannot read: {e}"))),
+                    },
+                    &mut problem,
+                );
             }
+            check.check_counts(&mut |l| tiles.count(l).unwrap_or(0), &mut problem);
         }
-    };
-    while sizes.peek() == Some(&0) {
-        roots.insert(0, tree.root());
-        sizes.next();
+        Err(e) => fail(
+            rel(&dir.join("tiles-0")),
+            format!("cannot read the tiles: {e}"),
+        ),
     }
-    for e in &entries {
-        tree.push(merkle::leaf_hash(e));
-        while sizes.peek() == Some(&tree.size()) {
-            roots.insert(tree.size(), tree.root());
-            sizes.next();
-        }
-        if !tree.completed().is_empty() {
-            check_tiles(&mut tree, lr);
-        }
-    }
-    progress(tile_bytes);
-    if let Some(tiles) = &tiles {
-        for level in 0..super::tiles::LEVELS {
-            let full = TiledTree::full_tiles(tree.size(), level);
-            match tiles.count(level) {
-                Ok(n) if n > full => fail(
-                    rel(&tiles.describe(level)),
-                    format!(
-                        "{} stored tiles of level {level} lie beyond the log: the log was truncated",
-                        n - full
-                    ),
-                ),
-                Ok(_) => {}
-                Err(e) => fail(rel(&tiles.describe(level)), format!("cannot read: {e}")),
-            }
-        }
-    }
+    lr.tiles = check.tiles;
+    progress(check.tiles * super::tiles::TILE_RECORD as u64);
+
     // 4. Checkpoints: signature, root, consistency with the previous one.
     progress(cp_raw.len() as u64);
     if let Some(at) = cp_scan.torn_at {
@@ -611,13 +574,13 @@ fn verify_log(
             );
             continue;
         }
-        match roots.get(&c.size).copied() {
+        match check.root_at(c.size) {
             None => {
                 fail(
                     place,
                     format!(
                         "the log holds only {} traces: it was truncated behind this checkpoint",
-                        tree.size()
+                        check.size()
                     ),
                 );
                 continue;
