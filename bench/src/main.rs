@@ -4,7 +4,21 @@
 //! ```text
 //! cargo run --release -p registre-bench -- [--traces N] [--http-traces N] [--quick]
 //! cargo run --release -p registre-bench -- --only proxy [--quick]
+//! cargo build --release -p registre-bench -p registre
+//! target/release/registre-bench --scale 1_000_000,10_000_000,100_000_000 [--scale-dir DIR] [--keep]
+//! REGISTRE_TEST_DATABASE_URL=… target/release/registre-bench --scale-pg 10_000_000
 //! ```
+//!
+//! `--scale` (issue 13, `scale.rs`) grows one embedded journal to each size
+//! in turn and measures, at each, the real server's start-up time and RSS,
+//! the bytes per trace of all its files, first-page searches by actor,
+//! patient, mailbox and time range and inclusion proofs in process, and
+//! `registre verify --data`: one table row per size, plus ratios to the
+//! first. It needs the `registre` binary built next to the bench's.
+//! `--scale-pg N` is `--only postgres --pg-search-traces N`: registre's
+//! PostgreSQL backend grown to N traces, searched next to the bare table.
+//! `--smoke` ends with a `--scale 20000` run when the `registre` binary is
+//! there (a visible SKIP line otherwise).
 //!
 //! PostgreSQL runs when REGISTRE_TEST_DATABASE_URL is set. The IMAP/SMTP proxy
 //! section (`proxy.rs`) needs root, Dovecot and Postfix (the proxy crate's
@@ -12,6 +26,7 @@
 
 mod peers;
 mod proxy;
+mod scale;
 mod workload;
 
 // The proxy crate's real mail servers (Dovecot, Postfix), for `proxy.rs`.
@@ -40,6 +55,10 @@ pub struct Opts {
     /// `--no-proxy`: everything but the IMAP/SMTP proxy section.
     no_proxy: bool,
     proxy: proxy::ProxyOpts,
+    /// `--scale 1000000,10000000`: the scale mode alone (then `--scale-pg`).
+    scale: Option<scale::ScaleOpts>,
+    /// `--smoke`: the side-by-side bench, then a tiny scale run.
+    smoke: bool,
 }
 
 fn parse_args() -> Opts {
@@ -54,7 +73,10 @@ fn parse_args() -> Opts {
         pg_search_traces: 0,
         no_proxy: false,
         proxy: proxy::ProxyOpts::full(),
+        scale: None,
+        smoke: false,
     };
+    let (mut scale_dir, mut scale_keep, mut scale_pg) = (None, false, false);
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Applied after the presets (--quick, --smoke), whatever the order.
     let (mut proxy_secs, mut proxy_sessions, mut proxy_rounds) = (None, None, None);
@@ -97,6 +119,34 @@ fn parse_args() -> Opts {
                 i += 1;
             }
             "--no-proxy" => o.no_proxy = true,
+            "--scale" => {
+                let Some(targets) = args.get(i + 1).and_then(|v| scale::parse_targets(v)) else {
+                    eprintln!("--scale needs sizes like 1_000_000,10_000_000,100_000_000");
+                    std::process::exit(2)
+                };
+                o.scale = Some(scale::ScaleOpts {
+                    targets,
+                    dir: None,
+                    keep: false,
+                    searches: 1_000,
+                    http_searches: 200,
+                });
+                i += 1;
+            }
+            "--scale-dir" => {
+                let Some(d) = args.get(i + 1) else {
+                    eprintln!("--scale-dir needs a directory");
+                    std::process::exit(2)
+                };
+                scale_dir = Some(std::path::PathBuf::from(d));
+                i += 1;
+            }
+            "--keep" => scale_keep = true,
+            "--scale-pg" => {
+                o.pg_search_traces = val(i);
+                scale_pg = true;
+                i += 1;
+            }
             "--proxy-secs" => {
                 proxy_secs = Some(Duration::from_secs(val(i) as u64));
                 i += 1;
@@ -121,6 +171,7 @@ fn parse_args() -> Opts {
                 i += 1;
             }
             "--smoke" => {
+                o.smoke = true;
                 o.proxy = proxy::ProxyOpts::smoke();
                 o.purge_traces = 20_000;
                 o.traces = 3_000;
@@ -145,7 +196,23 @@ fn parse_args() -> Opts {
                      REGISTRE_TEST_DATABASE_URL is set) on the same traces and prints a table;\n\
                      then the IMAP/SMTP proxy section: direct to Dovecot, through nginx's mail proxy\n\
                      and through registre's relay (needs root, Dovecot, Postfix; nginx and\n\
-                     libnginx-mod-mail for the nginx peer). --only proxy runs that section alone."
+                     libnginx-mod-mail for the nginx peer). --only proxy runs that section alone.\n\
+                     \n\
+                     registre-bench --scale 1_000_000,10_000_000[,100_000_000] [--scale-dir DIR] [--keep]\n\
+                                    [--scale-pg N]\n\
+                     Scale mode (issue 13): grows one embedded journal (DIR/registre-data; DIR\n\
+                     defaults to .tmp-scale at the workspace root) to each size in turn, through\n\
+                     the library (4 tasks, batches of 1000), and at each size measures: bytes per\n\
+                     trace (all files); `registre serve` start-up to the first 200 of /healthz\n\
+                     (median of 3); the server's RSS after start-up, after HTTP searches, and its\n\
+                     peak; first-page searches in process by actor, patient, mailbox and time range\n\
+                     (p50/p99); inclusion proofs (p50/p99); `registre verify --data` (traces/s).\n\
+                     Needs the registre binary next to this one: cargo build --release -p registre.\n\
+                     Checks free disk space before growing; the directory is removed at the end\n\
+                     unless --keep, and grown further when it already exists.\n\
+                     --scale-pg N: the same as --only postgres --pg-search-traces N (registre on\n\
+                     PostgreSQL grown to N, searched next to the bare table; needs\n\
+                     REGISTRE_TEST_DATABASE_URL); after --scale when both are given."
                 );
                 std::process::exit(0);
             }
@@ -165,6 +232,14 @@ fn parse_args() -> Opts {
     if let Some(r) = proxy_rounds {
         o.proxy.rounds = r;
     }
+    if let Some(s) = &mut o.scale {
+        s.dir = scale_dir;
+        s.keep = scale_keep;
+    } else if scale_dir.is_some() || scale_keep {
+        eprintln!("--scale-dir and --keep go with --scale");
+        std::process::exit(2);
+    }
+    o.only_postgres |= scale_pg;
     o
 }
 
@@ -189,6 +264,15 @@ fn main() {
         rt.block_on(proxy::run(&o.proxy, &machine()));
         return;
     }
+    if let Some(s) = &o.scale {
+        if let Err(e) = rt.block_on(scale::run(s)) {
+            eprintln!("scale: {e}");
+            std::process::exit(1);
+        }
+        if !o.only_postgres {
+            return;
+        }
+    }
     if o.only_postgres {
         rt.block_on(postgres_only(&o));
         return;
@@ -198,7 +282,39 @@ fn main() {
         if !o.no_proxy {
             proxy::run(&o.proxy, &machine()).await;
         }
+        if o.smoke {
+            scale_smoke().await;
+        }
     });
+}
+
+/// `--smoke`'s scale run: 20,000 traces, when the `registre` binary is built.
+async fn scale_smoke() {
+    if let Err(e) = scale::registre_binary() {
+        eprintln!("SKIP scale smoke: {e}");
+        return;
+    }
+    let dir = match tempfile::Builder::new()
+        .prefix(".tmp-scale-smoke")
+        .tempdir_in(".")
+    {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("scale smoke: cannot make a directory: {e}");
+            std::process::exit(1)
+        }
+    };
+    let o = scale::ScaleOpts {
+        targets: vec![20_000],
+        dir: Some(dir.path().to_owned()),
+        keep: false,
+        searches: 100,
+        http_searches: 20,
+    };
+    if let Err(e) = scale::run(&o).await {
+        eprintln!("scale smoke: {e}");
+        std::process::exit(1);
+    }
 }
 
 /// `--only postgres`: raw COPY next to registre's PostgreSQL backend with
@@ -320,7 +436,7 @@ async fn run(o: &Opts) {
         return;
     }
     let (lib_p50, lib_p99) = search_latency(&store, &probe_actors).await;
-    let (proof_p50, proof_p99) = proof_latency(&store, o.traces as u64);
+    let (proof_p50, proof_p99) = proof_latency(&store, o.traces as u64).expect("proof");
     store.checkpoint_all().expect("checkpoint");
     let vkey = registre_log::Verifier::parse(&store.verifier_key()).expect("verifier key");
     // Reopen: recovery scan + index rebuild, as after a restart.
@@ -747,24 +863,54 @@ async fn append_library(store: &Arc<EmbeddedStore>, traces: &[Trace], tasks: usi
 }
 
 async fn search_latency(store: &Arc<EmbeddedStore>, actors: &[String]) -> (f64, f64) {
-    let mut lat = Vec::with_capacity(actors.len());
-    for a in actors {
-        let t = Instant::now();
-        let page = store
-            .search(Query {
-                actor: Some(a.clone()),
-                limit: 50,
-                ..Query::default()
-            })
-            .await
-            .expect("search");
-        lat.push(t.elapsed());
-        std::hint::black_box(page);
-    }
-    percentiles(&mut lat)
+    let s = time_searches(&**store, actors.iter().map(|a| actor_query(a, 50)))
+        .await
+        .expect("search");
+    (s.p50_ms, s.p99_ms)
 }
 
-fn proof_latency(store: &Arc<EmbeddedStore>, size: u64) -> (f64, f64) {
+/// The first page (`limit` traces) of one actor's traces.
+pub fn actor_query(actor: &str, limit: usize) -> Query {
+    Query {
+        actor: Some(actor.to_owned()),
+        limit,
+        ..Query::default()
+    }
+}
+
+/// What `time_searches` measured.
+pub struct Searched {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Queries whose first page was empty.
+    pub empty: usize,
+}
+
+/// Runs each query once, in order, timing its first page.
+pub async fn time_searches<S: Store + ?Sized>(
+    store: &S,
+    queries: impl IntoIterator<Item = Query>,
+) -> Result<Searched, String> {
+    let mut lat = Vec::new();
+    let mut empty = 0;
+    for q in queries {
+        let t = Instant::now();
+        let page = store.search(q).await.map_err(|e| format!("search: {e}"))?;
+        lat.push(t.elapsed());
+        empty += usize::from(page.traces.is_empty());
+        std::hint::black_box(page);
+    }
+    let (p50_ms, p99_ms) = percentiles(&mut lat);
+    Ok(Searched {
+        p50_ms,
+        p99_ms,
+        empty,
+    })
+}
+
+/// 10,000 inclusion proofs in the `mss` log at `size`, at pseudo-random
+/// indexes: p50 and p99 (µs).
+pub fn proof_latency(store: &EmbeddedStore, size: u64) -> Result<(f64, f64), String> {
     let mut lat = Vec::with_capacity(10_000);
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     for _ in 0..10_000 {
@@ -773,12 +919,14 @@ fn proof_latency(store: &Arc<EmbeddedStore>, size: u64) -> (f64, f64) {
         x ^= x << 17;
         let index = x % size.max(1);
         let t = Instant::now();
-        let p = store.inclusion_proof("mss", index, size).expect("proof");
+        let p = store
+            .inclusion_proof("mss", index, size)
+            .map_err(|e| format!("inclusion proof of {index} at {size}: {e}"))?;
         lat.push(t.elapsed());
         std::hint::black_box(p);
     }
     let (p50, p99) = percentiles(&mut lat);
-    (p50 * 1000.0, p99 * 1000.0)
+    Ok((p50 * 1000.0, p99 * 1000.0))
 }
 
 pub fn percentiles(lat: &mut [Duration]) -> (f64, f64) {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use registre_model::{ClassName, Trace};
+use registre_store::Store;
 use registre_store::crypto::MasterKey;
-use registre_store::{Query, Store};
 use registre_store_pg::{PgOptions, PgStore};
 
 /// What the PostgreSQL backend measured.
@@ -94,21 +94,10 @@ pub async fn run(
         eprintln!("  grown to {size} traces ({rate:.0} traces/s)");
     }
 
-    let mut lat = Vec::with_capacity(actors.len());
-    for a in actors {
-        let t = Instant::now();
-        let page = node
-            .search(Query {
-                actor: Some(a.clone()),
-                limit: 50,
-                ..Query::default()
-            })
-            .await
-            .expect("search");
-        lat.push(t.elapsed());
-        std::hint::black_box(page);
-    }
-    let (search_p50_ms, search_p99_ms) = crate::percentiles(&mut lat);
+    let searched = crate::time_searches(&*node, actors.iter().map(|a| crate::actor_query(a, 50)))
+        .await
+        .expect("search");
+    let (search_p50_ms, search_p99_ms) = (searched.p50_ms, searched.p99_ms);
     drop(node);
 
     eprintln!("registre on PostgreSQL, 2 nodes: {} traces…", traces.len());
