@@ -20,7 +20,8 @@ use std::time::Duration;
 use registre_model::{ClassName, Limits, Trace, parse_trace};
 use registre_store::vfs::{FaultyVfs, Vfs};
 use registre_store::{
-    AppendError, EmbeddedOptions, EmbeddedStore, OpenError, Query, Receipt, Store, StoredRecord,
+    AppendError, EmbeddedOptions, EmbeddedStore, OpenError, Query, Receipt, SearchError, Store,
+    StoredRecord,
 };
 
 // ---------------------------------------------------------------------------
@@ -871,6 +872,27 @@ async fn period_rolling_then_damage_in_an_older_segment() {
     let last = bad.len() - 1;
     bad[last] ^= 0x02;
     vfs.set_contents(&segs[1], bad);
+    // Start-up reads sealed segments through their index files only (its
+    // time does not grow with the journal): the damage is found by the
+    // first read of the record, which names the log and index, never
+    // answers with altered data (and by `registre verify`).
+    let store = must_open(&vfs, opts());
+    let q = Query {
+        class: Some(ClassName::new("mss").expect("class")),
+        limit: 100,
+        ..Query::default()
+    };
+    match store.search(q).await {
+        Err(SearchError::Corrupt { log, index, .. }) => {
+            assert_eq!((log.as_str(), index), ("mss", 3));
+        }
+        other => panic!("a damaged record was read without an error: {other:?}"),
+    }
+    drop(store);
+    // Without its index file the segment is read whole at open to rebuild
+    // it: the damage stops the open, naming the file and frame.
+    let idx = segs[1].with_extension("idx");
+    vfs.remove(&idx).expect("remove the index");
     let (offset, reason) = assert_corrupt_in(open_err(&vfs, opts()), &segs[1]);
     assert_eq!(offset, 64, "{reason}");
     assert!(reason.contains("checksum"), "{reason}");
@@ -973,10 +995,10 @@ async fn power_loss_after_restart_and_roll_keeps_the_store_openable() {
     let vfs = FaultyVfs::new();
     let store = must_open(&vfs, rolling_options(1));
     append_ok(&store, "mss", "a", 2).await;
-    // The next group rolls to segment 2: its data key's syncs (file and
-    // directory), its header sync and directory sync succeed, the frame's
-    // sync fails.
-    vfs.fail_syncs_after(4);
+    // The next group rolls to segment 2: segment 1's index file (file and
+    // directory), its data key's syncs (file and directory), its header
+    // sync and directory sync succeed, the frame's sync fails.
+    vfs.fail_syncs_after(6);
     assert_unavailable(store.append(vec![trace("mss", "f0", "x")]).await);
     drop(store);
     vfs.clear_faults();
@@ -1166,9 +1188,9 @@ async fn stats_bytes_after_rewriting_an_empty_segment() {
     let vfs = FaultyVfs::new();
     let store = must_open(&vfs, rolling_options(1));
     append_ok(&store, "mss", "a", 1).await;
-    // Key and header syncs (file and directory each) succeed, the frame's
-    // sync fails.
-    vfs.fail_syncs_after(4);
+    // The sealed index, key and header syncs (file and directory each)
+    // succeed, the frame's sync fails.
+    vfs.fail_syncs_after(6);
     assert_unavailable(store.append(vec![trace("mss", "f0", "x")]).await);
     drop(store);
     vfs.crash(|_, _| 0);

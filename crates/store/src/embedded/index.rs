@@ -11,10 +11,12 @@
 //! decreases along a log.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use registre_model::StoredTrace;
 
 use crate::crypto::{Blind, SegmentKeys};
+use crate::vfs::VFile;
 
 /// Which secondary index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,23 +110,6 @@ impl SegIndex {
         self.frames.push((self.len(), received_at));
     }
 
-    /// The log index at position `pos`.
-    pub fn index_at(&self, first: u64, pos: u32) -> u64 {
-        self.held
-            .get(pos as usize)
-            .copied()
-            .unwrap_or(first + u64::from(pos))
-    }
-
-    /// Positions below log index `bound`.
-    pub fn positions_below(&self, first: u64, bound: u64) -> u32 {
-        if self.held.is_empty() {
-            (bound.saturating_sub(first)).min(u64::from(self.len())) as u32
-        } else {
-            self.held.partition_point(|&i| i < bound) as u32
-        }
-    }
-
     pub fn add_keys(&mut self, loc: Loc, keys: &Keys) {
         let pos = self.len();
         self.locs.push(loc);
@@ -177,6 +162,485 @@ impl SegIndex {
     }
 }
 
+impl SegIndex {
+    /// The sealed-index file of this (complete) segment: see [`SealedIndex`].
+    pub fn encode_sealed(&self, first_index: u64, segment_len: u64) -> Vec<u8> {
+        let maps = [&self.actor, &self.mailbox, &self.patient, &self.action];
+        let mut dirs: Vec<Vec<(u64, &Vec<u32>)>> = maps
+            .iter()
+            .map(|m| {
+                let mut d: Vec<(u64, &Vec<u32>)> = m.iter().map(|(h, v)| (*h, v)).collect();
+                d.sort_unstable_by_key(|(h, _)| *h);
+                d
+            })
+            .collect();
+        let postings: usize = dirs
+            .iter()
+            .flat_map(|d| d.iter().map(|(_, v)| v.len()))
+            .sum();
+        let mut out = Vec::with_capacity(
+            SEALED_HEADER
+                + self.locs.len() * 12
+                + self.held.len() * 8
+                + self.frames.len() * 12
+                + dirs.iter().map(|d| d.len() * 16).sum::<usize>()
+                + postings * 4
+                + 4,
+        );
+        out.extend_from_slice(SEALED_MAGIC);
+        out.extend_from_slice(&first_index.to_le_bytes());
+        out.extend_from_slice(&self.len().to_le_bytes());
+        out.extend_from_slice(&(self.held.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(self.frames.len() as u32).to_le_bytes());
+        out.extend_from_slice(&segment_len.to_le_bytes());
+        for d in &dirs {
+            out.extend_from_slice(&(d.len() as u32).to_le_bytes());
+        }
+        out.resize(SEALED_HEADER - 4, 0);
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        for l in &self.locs {
+            out.extend_from_slice(&l.offset.to_le_bytes());
+            out.extend_from_slice(&l.len.to_le_bytes());
+        }
+        for h in &self.held {
+            out.extend_from_slice(&h.to_le_bytes());
+        }
+        for (p, t) in &self.frames {
+            out.extend_from_slice(&p.to_le_bytes());
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        let mut start = 0u32;
+        for d in &dirs {
+            for (h, v) in d {
+                out.extend_from_slice(&h.to_le_bytes());
+                out.extend_from_slice(&start.to_le_bytes());
+                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                start += v.len() as u32;
+            }
+        }
+        for d in dirs.iter_mut() {
+            for (_, v) in d.iter() {
+                for p in v.iter() {
+                    out.extend_from_slice(&p.to_le_bytes());
+                }
+            }
+        }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+}
+
+/// Magic of a sealed segment's index file (`<stem>.idx`).
+pub const SEALED_MAGIC: &[u8; 8] = b"RGIDX\0\0\x01";
+/// Bytes of its header.
+pub const SEALED_HEADER: usize = 64;
+
+/// The index of a sealed segment, read from its `<stem>.idx` file as
+/// searches need it (nothing but the header in memory):
+///
+/// ```text
+/// header  64 B: magic "RGIDX\0\0\x01" · first_index u64 · records u32 ·
+///               held u32 · frames u32 · segment_len u64 ·
+///               directory entries per key u32 × 4 (actor, mailbox,
+///               patient, action) · zero · crc32c of bytes 0..60
+/// locs    records × (offset u64, len u32)
+/// held    held × index u64 (hold segments: the log index of each record)
+/// frames  frames × (first position u32, received_at i64)
+/// dirs    per key, entries sorted by blind value:
+///         (blind value u64, first posting u32, postings u32)
+/// postings  u32 positions, ascending within an entry, in directory order
+/// trailer crc32c of every byte before it (checked by `registre verify`)
+/// ```
+pub struct SealedIndex {
+    file: Arc<dyn VFile>,
+    records: u32,
+    frames: u32,
+    /// Log index of each record of a hold segment (small: held traces only).
+    pub held: Vec<u64>,
+    dir_at: [u64; 4],
+    dir_len: [u32; 4],
+    postings_at: u64,
+    frames_at: u64,
+    last_received_at: Option<i64>,
+}
+
+fn kind(key: Key) -> usize {
+    match key {
+        Key::Actor => 0,
+        Key::Mailbox => 1,
+        Key::Patient => 2,
+        Key::Action => 3,
+    }
+}
+
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+impl SealedIndex {
+    /// Opens an index file for the segment of `first_index` whose file is
+    /// `segment_len` bytes; `Err` says why it cannot be used (then it is
+    /// rebuilt from the segment).
+    pub fn open(
+        file: Arc<dyn VFile>,
+        first_index: u64,
+        segment_len: u64,
+    ) -> Result<SealedIndex, String> {
+        let len = file.len().map_err(|e| e.to_string())?;
+        let mut h = [0u8; SEALED_HEADER];
+        if len < SEALED_HEADER as u64 + 4 {
+            return Err("index file cut short".into());
+        }
+        file.read_exact_at(&mut h, 0).map_err(|e| e.to_string())?;
+        if &h[0..8] != SEALED_MAGIC {
+            return Err("not a sealed index (bad magic)".into());
+        }
+        if crc32c::crc32c(&h[..SEALED_HEADER - 4]) != le_u32(&h, SEALED_HEADER - 4) {
+            return Err("index header checksum mismatch".into());
+        }
+        if le_u64(&h, 8) != first_index {
+            return Err("index of another segment".into());
+        }
+        if le_u64(&h, 28) != segment_len {
+            return Err(format!(
+                "index made for {} bytes of segment, the segment has {segment_len}",
+                le_u64(&h, 28)
+            ));
+        }
+        let records = le_u32(&h, 16);
+        let held_n = le_u32(&h, 20);
+        let frames = le_u32(&h, 24);
+        let mut dir_len = [0u32; 4];
+        for (k, d) in dir_len.iter_mut().enumerate() {
+            *d = le_u32(&h, 36 + 4 * k);
+        }
+        let locs_at = SEALED_HEADER as u64;
+        let held_at = locs_at + 12 * u64::from(records);
+        let frames_at = held_at + 8 * u64::from(held_n);
+        let mut dir_at = [0u64; 4];
+        let mut at = frames_at + 12 * u64::from(frames);
+        for k in 0..4 {
+            dir_at[k] = at;
+            at += 16 * u64::from(dir_len[k]);
+        }
+        let postings_at = at;
+        // The postings end 4 bytes before the file does (its trailer).
+        let postings = (len - 4)
+            .checked_sub(postings_at)
+            .ok_or("index file cut short")?;
+        if held_n != 0 && held_n != records || postings % 4 != 0 {
+            return Err("index sections do not add up".into());
+        }
+        let mut held = vec![0u8; 8 * held_n as usize];
+        file.read_exact_at(&mut held, held_at)
+            .map_err(|e| e.to_string())?;
+        let held = held.chunks_exact(8).map(|c| le_u64(c, 0)).collect();
+        let mut ix = SealedIndex {
+            file,
+            records,
+            frames,
+            held,
+            dir_at,
+            dir_len,
+            postings_at,
+            frames_at,
+            last_received_at: None,
+        };
+        if frames > 0 {
+            ix.last_received_at = Some(ix.frame(frames - 1).map_err(|e| e.to_string())?.1);
+        }
+        Ok(ix)
+    }
+
+    pub fn len(&self) -> u32 {
+        self.records
+    }
+
+    fn frame(&self, f: u32) -> std::io::Result<(u32, i64)> {
+        let mut b = [0u8; 12];
+        self.file
+            .read_exact_at(&mut b, self.frames_at + 12 * u64::from(f))?;
+        Ok((le_u32(&b, 0), le_u64(&b, 4) as i64))
+    }
+
+    /// First frame `f` in `0..frames` for which `pred` is false.
+    fn frame_partition(&self, pred: impl Fn((u32, i64)) -> bool) -> std::io::Result<u32> {
+        let (mut lo, mut hi) = (0u32, self.frames);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if pred(self.frame(mid)?) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    pub fn loc(&self, pos: u32) -> std::io::Result<Loc> {
+        let mut b = [0u8; 12];
+        self.file
+            .read_exact_at(&mut b, SEALED_HEADER as u64 + 12 * u64::from(pos))?;
+        Ok(Loc {
+            offset: le_u64(&b, 0),
+            len: le_u32(&b, 8),
+        })
+    }
+
+    pub fn first_at_or_after(&self, t: i64) -> std::io::Result<u32> {
+        let f = self.frame_partition(|(_, rt)| rt < t)?;
+        if f == self.frames {
+            return Ok(self.records);
+        }
+        Ok(self.frame(f)?.0)
+    }
+
+    pub fn last_received_at(&self) -> Option<i64> {
+        self.last_received_at
+    }
+
+    /// Reception times of `positions` (descending): the frame of each found
+    /// from the previous one's when it is the same frame.
+    pub fn received_at_many(&self, positions: &[u32]) -> std::io::Result<Vec<i64>> {
+        let mut out = Vec::with_capacity(positions.len());
+        let mut cur: Option<(u32, i64, u32)> = None; // (frame start, time, frame)
+        for &p in positions {
+            match cur {
+                Some((start, t, _)) if start <= p => out.push(t),
+                _ => {
+                    let f = self.frame_partition(|(fp, _)| fp <= p)?;
+                    if f == 0 {
+                        out.push(i64::MIN);
+                        continue;
+                    }
+                    let (start, t) = self.frame(f - 1)?;
+                    cur = Some((start, t, f - 1));
+                    out.push(t);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The directory entry of `hash`: (first posting, postings).
+    fn entry(&self, key: Key, hash: u64) -> std::io::Result<Option<(u32, u32)>> {
+        let k = kind(key);
+        let (mut lo, mut hi) = (0u32, self.dir_len[k]);
+        let mut b = [0u8; 16];
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            self.file
+                .read_exact_at(&mut b, self.dir_at[k] + 16 * u64::from(mid))?;
+            let h = le_u64(&b, 0);
+            match h.cmp(&hash) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(Some((le_u32(&b, 8), le_u32(&b, 12)))),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Number of records with `hash` under `key`.
+    pub fn postings_len(&self, key: Key, hash: u64) -> std::io::Result<u32> {
+        Ok(self.entry(key, hash)?.map_or(0, |(_, n)| n))
+    }
+
+    /// Positions in `lo..hi` with `hash` under `key`, newest first, at most
+    /// `max`.
+    pub fn postings_below(
+        &self,
+        key: Key,
+        hash: u64,
+        lo: u32,
+        hi: u32,
+        max: usize,
+    ) -> std::io::Result<Vec<u32>> {
+        let Some((start, n)) = self.entry(key, hash)? else {
+            return Ok(Vec::new());
+        };
+        let read = |i: u32| -> std::io::Result<u32> {
+            let mut b = [0u8; 4];
+            self.file
+                .read_exact_at(&mut b, self.postings_at + 4 * u64::from(start + i))?;
+            Ok(u32::from_le_bytes(b))
+        };
+        // The first posting at or past `hi`, by binary search.
+        let (mut a, mut z) = (0u32, n);
+        while a < z {
+            let mid = a + (z - a) / 2;
+            if read(mid)? < hi {
+                a = mid + 1;
+            } else {
+                z = mid;
+            }
+        }
+        // Then back from there, in one read.
+        let take = (a as usize).min(max) as u32;
+        let mut raw = vec![0u8; 4 * take as usize];
+        self.file
+            .read_exact_at(&mut raw, self.postings_at + 4 * u64::from(start + a - take))?;
+        Ok(raw
+            .chunks_exact(4)
+            .rev()
+            .map(|c| le_u32(c, 0))
+            .take_while(|p| *p >= lo)
+            .collect())
+    }
+}
+
+/// A segment's index: in memory while the segment is written, read from
+/// its index file once sealed.
+pub enum SegIx {
+    Live(SegIndex),
+    Sealed(SealedIndex),
+}
+
+impl SegIx {
+    pub fn len(&self) -> u32 {
+        match self {
+            SegIx::Live(ix) => ix.len(),
+            SegIx::Sealed(ix) => ix.len(),
+        }
+    }
+
+    fn held(&self) -> &[u64] {
+        match self {
+            SegIx::Live(ix) => &ix.held,
+            SegIx::Sealed(ix) => &ix.held,
+        }
+    }
+
+    /// The log index at position `pos`.
+    pub fn index_at(&self, first: u64, pos: u32) -> u64 {
+        self.held()
+            .get(pos as usize)
+            .copied()
+            .unwrap_or(first + u64::from(pos))
+    }
+
+    /// Positions below log index `bound`.
+    pub fn positions_below(&self, first: u64, bound: u64) -> u32 {
+        let held = self.held();
+        if held.is_empty() {
+            (bound.saturating_sub(first)).min(u64::from(self.len())) as u32
+        } else {
+            held.partition_point(|&i| i < bound) as u32
+        }
+    }
+
+    /// The last log index held (hold segments).
+    pub fn last_held(&self) -> Option<u64> {
+        self.held().last().copied()
+    }
+
+    pub fn loc(&self, pos: u32) -> std::io::Result<Loc> {
+        match self {
+            SegIx::Live(ix) => ix
+                .locs
+                .get(pos as usize)
+                .copied()
+                .ok_or_else(|| std::io::Error::other("position beyond the segment")),
+            SegIx::Sealed(ix) => ix.loc(pos),
+        }
+    }
+
+    pub fn first_at_or_after(&self, t: i64) -> std::io::Result<u32> {
+        match self {
+            SegIx::Live(ix) => Ok(ix.first_at_or_after(t)),
+            SegIx::Sealed(ix) => ix.first_at_or_after(t),
+        }
+    }
+
+    pub fn last_received_at(&self) -> Option<i64> {
+        match self {
+            SegIx::Live(ix) => ix.last_received_at(),
+            SegIx::Sealed(ix) => ix.last_received_at(),
+        }
+    }
+
+    /// Reception times of `positions` (descending, as searches go).
+    pub fn received_at_many(&self, positions: &[u32]) -> std::io::Result<Vec<i64>> {
+        match self {
+            SegIx::Live(ix) => Ok(positions.iter().map(|&p| ix.received_at(p)).collect()),
+            SegIx::Sealed(ix) => ix.received_at_many(positions),
+        }
+    }
+
+    /// Every frame's (first position, received_at), in order.
+    pub fn frames(&self) -> std::io::Result<Vec<(u32, i64)>> {
+        match self {
+            SegIx::Live(ix) => Ok(ix.frames.clone()),
+            SegIx::Sealed(ix) => (0..ix.frames).map(|f| ix.frame(f)).collect(),
+        }
+    }
+
+    pub fn postings_len(&self, key: Key, hash: u64) -> std::io::Result<u32> {
+        match self {
+            SegIx::Live(ix) => Ok(ix.postings(key, hash).len() as u32),
+            SegIx::Sealed(ix) => ix.postings_len(key, hash),
+        }
+    }
+
+    /// Positions in `lo..hi` with `hash` under `key`, newest first, at most
+    /// `max`.
+    pub fn postings_below(
+        &self,
+        key: Key,
+        hash: u64,
+        lo: u32,
+        hi: u32,
+        max: usize,
+    ) -> std::io::Result<Vec<u32>> {
+        match self {
+            SegIx::Live(ix) => {
+                let list = ix.postings(key, hash);
+                let end = list.partition_point(|&p| p < hi);
+                Ok(list[..end]
+                    .iter()
+                    .rev()
+                    .take(max)
+                    .take_while(|p| **p >= lo)
+                    .copied()
+                    .collect())
+            }
+            SegIx::Sealed(ix) => ix.postings_below(key, hash, lo, hi, max),
+        }
+    }
+
+    /// Approximate heap bytes.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            SegIx::Live(ix) => ix.heap_bytes(),
+            SegIx::Sealed(ix) => ix.held.len() * 8 + std::mem::size_of::<SealedIndex>(),
+        }
+    }
+
+    pub fn live_mut(&mut self) -> Option<&mut SegIndex> {
+        match self {
+            SegIx::Live(ix) => Some(ix),
+            SegIx::Sealed(_) => None,
+        }
+    }
+
+    pub fn live(&self) -> Option<&SegIndex> {
+        match self {
+            SegIx::Live(ix) => Some(ix),
+            SegIx::Sealed(_) => None,
+        }
+    }
+}
+
 fn push(map: &mut HashMap<u64, Vec<u32>>, h: u64, pos: u32) {
     map.entry(h).or_default().push(pos);
 }
@@ -196,6 +660,85 @@ mod tests {
             key_hash(&k, Key::Actor, "a"),
             key_hash(&k, Key::Patient, "a")
         );
+    }
+
+    /// A sealed index answers every query as the live one it was made of.
+    #[test]
+    fn sealed_answers_as_live() {
+        use crate::vfs::{OsVfs, Vfs};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut live = SegIndex::default();
+        let mut t = 1_000i64;
+        for p in 0..5000u32 {
+            if p % 7 == 0 {
+                t += 1 + i64::from(p % 3);
+                live.begin_frame(t);
+            }
+            let keys: Keys = [
+                Some((Key::Actor, u64::from(p % 13))),
+                Some((Key::Action, u64::from(p % 3))),
+                (p % 2 == 0).then_some((Key::Mailbox, u64::from(p % 5))),
+                (p % 11 == 0).then_some((Key::Patient, u64::from(p / 100))),
+            ];
+            live.add_keys(
+                Loc {
+                    offset: 64 + u64::from(p) * 100,
+                    len: 90 + p % 9,
+                },
+                &keys,
+            );
+        }
+        let path = dir.path().join("x.idx");
+        std::fs::write(&path, live.encode_sealed(42, 500_064)).expect("write");
+        let f = OsVfs.open(&path, false).expect("open");
+        assert!(SealedIndex::open(f.clone(), 43, 500_064).is_err());
+        assert!(SealedIndex::open(f.clone(), 42, 500_065).is_err());
+        let sealed = SegIx::Sealed(SealedIndex::open(f, 42, 500_064).expect("sealed"));
+        let live = SegIx::Live(live);
+        assert_eq!(sealed.len(), live.len());
+        assert_eq!(sealed.last_received_at(), live.last_received_at());
+        assert_eq!(sealed.frames().expect("f"), live.frames().expect("f"));
+        for p in [0u32, 1, 6, 7, 8, 2500, 4999] {
+            assert_eq!(
+                sealed.loc(p).expect("loc").offset,
+                live.loc(p).expect("loc").offset
+            );
+        }
+        for t in [0i64, 1_001, 1_500, 3_000, 9_999_999] {
+            assert_eq!(
+                sealed.first_at_or_after(t).expect("t"),
+                live.first_at_or_after(t).expect("t")
+            );
+        }
+        let desc: Vec<u32> = (0..5000).rev().step_by(37).collect();
+        assert_eq!(
+            sealed.received_at_many(&desc).expect("times"),
+            live.received_at_many(&desc).expect("times")
+        );
+        for (k, h) in [
+            (Key::Actor, 5u64),
+            (Key::Mailbox, 3),
+            (Key::Patient, 22),
+            (Key::Action, 1),
+            (Key::Patient, 9999),
+        ] {
+            assert_eq!(
+                sealed.postings_len(k, h).expect("n"),
+                live.postings_len(k, h).expect("n")
+            );
+            for (lo, hi, max) in [
+                (0, 5000, 10_000),
+                (100, 4000, 50),
+                (4999, 5000, 3),
+                (0, 0, 5),
+            ] {
+                assert_eq!(
+                    sealed.postings_below(k, h, lo, hi, max).expect("p"),
+                    live.postings_below(k, h, lo, hi, max).expect("p"),
+                    "{k:?} {h} {lo} {hi} {max}"
+                );
+            }
+        }
     }
 
     #[test]

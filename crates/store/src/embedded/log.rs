@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::format::{
     FRAME_HEADER_LEN, FrameHeader, FrameWriter, HEADER_LEN, MAX_FRAME_BODY, SegmentHeader,
 };
-use super::index::{Key, Keys, Loc, SegIndex, key_hash, keys_of};
+use super::index::{Key, Keys, Loc, SealedIndex, SegIndex, SegIx, key_hash, keys_of};
 use super::purged;
 use super::tree::Tree;
 use crate::clock::Clock;
@@ -76,16 +76,17 @@ struct Segment {
     gen_: u32,
     file: Arc<dyn VFile>,
     keys: Arc<SegmentKeys>,
-    index: RwLock<SegIndex>,
+    /// In memory while written, then read from `<stem>.idx` once sealed.
+    index: RwLock<SegIx>,
     /// File offset up to which every byte is known durable.
     durable_upto: AtomicU64,
 }
 
 impl Segment {
-    fn index(&self) -> RwLockReadGuard<'_, SegIndex> {
+    fn index(&self) -> RwLockReadGuard<'_, SegIx> {
         self.index.read().unwrap_or_else(|p| p.into_inner())
     }
-    fn index_mut(&self) -> RwLockWriteGuard<'_, SegIndex> {
+    fn index_mut(&self) -> RwLockWriteGuard<'_, SegIx> {
         self.index.write().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -183,6 +184,7 @@ impl Log {
                     tracing::warn!(log = %name, segment = %fname, "finishing a purge a crash interrupted");
                     shred(&*vfs, &opts.key_dir, &stem_of(&fname)).map_err(io(&opts.key_dir))?;
                     vfs.remove(&dir.join(&fname)).map_err(io(&dir))?;
+                    remove_index(&*vfs, &dir.join(&fname)).map_err(io(&dir))?;
                 }
                 Some(SegName::Log(first)) => regular.push((first, fname)),
                 Some(SegName::Hold(g)) if !live_holds.contains(&g) => {
@@ -206,6 +208,7 @@ impl Log {
                     tracing::warn!(log = %name, segment = %fname, "removing a hold segment a crash left behind (its source is intact)");
                     shred(&*vfs, &opts.key_dir, &stem_of(&fname)).map_err(io(&opts.key_dir))?;
                     vfs.remove(&path).map_err(io(&dir))?;
+                    remove_index(&*vfs, &path).map_err(io(&dir))?;
                 }
                 Some(SegName::Hold(g)) => holds.push((g, fname)),
                 None => {}
@@ -233,14 +236,7 @@ impl Log {
                 });
             }
             let keys = load_keys(&*vfs, &opts, &name, &stem_of(fname), &path)?;
-            let (index, end, _) = scan(&path, &*file, &header, len, false, &name, &keys)?;
-            if end != len {
-                return Err(OpenError::Corrupt {
-                    path,
-                    offset: end,
-                    reason: "trailing bytes in a hold segment".into(),
-                });
-            }
+            let (index, end, _) = open_sealed(&*vfs, &path, &*file, &header, len, &name, &keys)?;
             segments.push(Arc::new(Segment {
                 header,
                 path,
@@ -286,7 +282,28 @@ impl Log {
                 });
             }
             let keys = load_keys(&*vfs, &opts, &name, &stem_of(fname), &path)?;
+            if !is_last {
+                // Sealed: its index file, or the index rebuilt from it.
+                let (index, end, next) =
+                    open_sealed(&*vfs, &path, &*file, &header, len, &name, &keys)?;
+                if let Some(t) = index.last_received_at() {
+                    last_time = last_time.max(t);
+                }
+                next_index = next;
+                write_pos = end;
+                segments.push(Arc::new(Segment {
+                    header,
+                    path,
+                    gen_: 0,
+                    file,
+                    keys: Arc::new(keys),
+                    index: RwLock::new(index),
+                    durable_upto: AtomicU64::new(end),
+                }));
+                continue;
+            }
             let (index, end, next) = scan(&path, &*file, &header, len, is_last, &name, &keys)?;
+            let index = SegIx::Live(index);
             // What we read may be in the page cache only (written by a process
             // that crashed before its sync): make it durable before anyone
             // can see it.
@@ -329,6 +346,13 @@ impl Log {
                 )
             })
             .collect();
+        for fname in vfs.list(&dir).map_err(io(&dir))? {
+            if let Some(stem) = fname.strip_suffix(".idx")
+                && !stems.iter().any(|s| s == stem)
+            {
+                vfs.remove(&dir.join(&fname)).map_err(io(&dir))?;
+            }
+        }
         for kname in vfs.list(&opts.key_dir).map_err(io(&opts.key_dir))? {
             if let Some(stem) = kname.strip_suffix(".key")
                 && stem != "purged"
@@ -366,11 +390,10 @@ impl Log {
                     .rev()
                     .find(|s| s.gen_ == 0 && s.header.first_index <= i)
                     .ok_or_else(missing)?;
-                let loc = *seg
+                let loc = seg
                     .index()
-                    .locs
-                    .get((i - seg.header.first_index) as usize)
-                    .ok_or_else(missing)?;
+                    .loc((i - seg.header.first_index) as u32)
+                    .map_err(|_| missing())?;
                 buf.resize(loc.len as usize, 0);
                 seg.file
                     .read_exact_at(&mut buf, loc.offset)
@@ -509,42 +532,37 @@ impl Log {
                 continue;
             }
             let first = seg.header.first_index;
-            let mut hi = seg.index().positions_below(first, bound);
-            let mut lo = 0u32;
             let keys = filter.keys_for(&seg.keys);
-            let mut batch: Vec<(u32, Loc, i64)> = Vec::with_capacity(256);
-            loop {
-                batch.clear();
-                {
-                    let ix = seg.index();
-                    hi = hi.min(ix.len());
-                    if let Some(until) = q.until {
-                        hi = hi.min(ix.first_at_or_after(until));
-                    }
-                    if let Some(since) = q.since {
-                        lo = ix.first_at_or_after(since);
-                    }
-                    if hi <= lo {
-                        break;
-                    }
-                    match postings(&keys, &ix) {
-                        Some(list) => {
-                            let end = list.partition_point(|&p| p < hi);
-                            for &p in list[..end].iter().rev().take(256) {
-                                if p < lo {
-                                    break;
-                                }
-                                batch.push((p, ix.locs[p as usize], ix.received_at(p)));
-                            }
-                        }
-                        None => {
-                            let start = hi.saturating_sub(256).max(lo);
-                            for p in (start..hi).rev() {
-                                batch.push((p, ix.locs[p as usize], ix.received_at(p)));
-                            }
-                        }
-                    }
+            // The segment's bounds, once: a live index only grows past them.
+            let (mut hi, lo, best) = {
+                let ix = seg.index();
+                let mut hi = ix.positions_below(first, bound).min(ix.len());
+                if let Some(until) = q.until {
+                    hi = hi.min(ix.first_at_or_after(until)?);
                 }
+                let lo = match q.since {
+                    Some(since) => ix.first_at_or_after(since)?,
+                    None => 0,
+                };
+                (hi, lo, shortest(&keys, &ix)?)
+            };
+            loop {
+                if hi <= lo {
+                    break;
+                }
+                let batch: Vec<(u32, Loc, i64)> = {
+                    let ix = seg.index();
+                    let positions: Vec<u32> = match best {
+                        Some((k, h)) => ix.postings_below(k, h, lo, hi, 256)?,
+                        None => (hi.saturating_sub(256).max(lo)..hi).rev().collect(),
+                    };
+                    let times = ix.received_at_many(&positions)?;
+                    let mut out = Vec::with_capacity(positions.len());
+                    for (p, t) in positions.into_iter().zip(times) {
+                        out.push((p, ix.loc(p)?, t));
+                    }
+                    out
+                };
                 let Some(&(last, _, _)) = batch.last() else {
                     break;
                 };
@@ -645,11 +663,16 @@ impl<'q> Filter<'q> {
     }
 }
 
-/// The shortest posting list among the filtered keys, if any.
-fn postings<'i>(keys: &[(Key, u64)], ix: &'i SegIndex) -> Option<&'i [u32]> {
-    keys.iter()
-        .map(|&(k, h)| ix.postings(k, h))
-        .min_by_key(|l| l.len())
+/// The filtered key with the shortest posting list in a segment, if any.
+fn shortest(keys: &[(Key, u64)], ix: &SegIx) -> std::io::Result<Option<(Key, u64)>> {
+    let mut best: Option<((Key, u64), u32)> = None;
+    for &(k, h) in keys {
+        let n = ix.postings_len(k, h)?;
+        if best.is_none_or(|(_, b)| n < b) {
+            best = Some(((k, h), n));
+        }
+    }
+    Ok(best.map(|(kh, _)| kh))
 }
 
 fn read_record(
@@ -1147,17 +1170,33 @@ impl Writer {
         }
     }
 
+    /// Writes the index file of a complete segment and reads it from there
+    /// on: its in-memory index is freed.
+    fn seal(&mut self, seg: &Arc<Segment>) -> std::io::Result<()> {
+        let len = seg.file.len()?;
+        let sealed = {
+            let ix = seg.index();
+            let Some(live) = ix.live() else {
+                return Ok(());
+            };
+            write_sealed(&*self.vfs, &seg.path, live, seg.header.first_index, len)?
+        };
+        *seg.index_mut() = SegIx::Sealed(sealed);
+        Ok(())
+    }
+
     /// Starts a new segment at the next index (or rewrites the header of an
     /// empty active segment).
     fn roll(&mut self, period_start: i64) -> std::io::Result<()> {
         // The current segment must be whole on disk before the next exists:
         // recovery treats damage in any segment but the newest as corruption.
-        if self
+        if let Some(old) = self
             .active
-            .as_ref()
-            .is_some_and(|s| s.header.first_index < self.next_index)
+            .clone()
+            .filter(|s| s.header.first_index < self.next_index)
         {
             self.barrier()?;
+            self.seal(&old)?;
         }
         let header = SegmentHeader {
             first_index: self.next_index,
@@ -1187,7 +1226,7 @@ impl Writer {
             gen_: 0,
             file,
             keys,
-            index: RwLock::new(SegIndex::default()),
+            index: RwLock::new(SegIx::Live(SegIndex::default())),
             durable_upto: AtomicU64::new(HEADER_LEN as u64),
         });
         {
@@ -1316,10 +1355,14 @@ impl Syncer {
                 })
                 .collect();
             {
-                let mut ix = w.seg.index_mut();
-                ix.begin_frame(w.received_at);
-                for (loc, k) in &keys {
-                    ix.add_keys(*loc, k);
+                let mut guard = w.seg.index_mut();
+                // The segment being written is always live: it is sealed
+                // only after a barrier past its last group.
+                if let Some(ix) = guard.live_mut() {
+                    ix.begin_frame(w.received_at);
+                    for (loc, k) in &keys {
+                        ix.add_keys(*loc, k);
+                    }
                 }
             }
             // The traces are freed here, off the sequencer.
@@ -1371,6 +1414,84 @@ fn stem_of(file_name: &str) -> String {
 
 fn hold_stem(gen_: u32) -> String {
     format!("hold-{gen_:06}")
+}
+
+/// Removes the index file of the segment at `seg_path`, if any.
+fn remove_index(vfs: &dyn Vfs, seg_path: &std::path::Path) -> std::io::Result<()> {
+    let ip = seg_path.with_extension("idx");
+    match vfs.remove(&ip) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Writes the index file of a complete segment, durably, and opens it.
+fn write_sealed(
+    vfs: &dyn Vfs,
+    seg_path: &std::path::Path,
+    ix: &SegIndex,
+    first_index: u64,
+    segment_len: u64,
+) -> std::io::Result<SealedIndex> {
+    let ip = seg_path.with_extension("idx");
+    let bytes = ix.encode_sealed(first_index, segment_len);
+    let f = vfs.open(&ip, true)?;
+    f.set_len(0)?;
+    f.write_all_at(&bytes, 0)?;
+    f.sync_data()?;
+    if let Some(dir) = ip.parent() {
+        vfs.sync_dir(dir)?;
+    }
+    SealedIndex::open(f, first_index, segment_len).map_err(std::io::Error::other)
+}
+
+/// The index of a sealed (complete) segment: its index file if it fits the
+/// segment, else rebuilt from the records and written for the next open.
+/// Returns it with the segment's end and the next index.
+fn open_sealed(
+    vfs: &dyn Vfs,
+    path: &std::path::Path,
+    file: &dyn VFile,
+    header: &SegmentHeader,
+    len: u64,
+    name: &ClassName,
+    keys: &SegmentKeys,
+) -> Result<(SegIx, u64, u64), OpenError> {
+    let ip = path.with_extension("idx");
+    match vfs.open(&ip, false) {
+        Ok(f) => match SealedIndex::open(f, header.first_index, len) {
+            Ok(ix) => {
+                let next = if header.hold {
+                    ix.held.last().map_or(header.first_index, |l| l + 1)
+                } else {
+                    header.first_index + u64::from(ix.len())
+                };
+                return Ok((SegIx::Sealed(ix), len, next));
+            }
+            Err(why) => {
+                tracing::warn!(index = %ip.display(), why, "rebuilding a segment's index from its records");
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(OpenError::Io { path: ip, source }),
+    }
+    let (index, end, next) = scan(path, file, header, len, false, name, keys)?;
+    if end != len {
+        return Err(OpenError::Corrupt {
+            path: path.to_owned(),
+            offset: end,
+            reason: "trailing bytes in a sealed segment".into(),
+        });
+    }
+    // What was read may be in the page cache only (a crash before a sync):
+    // durable before anyone can see it.
+    file.sync_data().map_err(|source| OpenError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let sealed = write_sealed(vfs, path, &index, header.first_index, len)
+        .map_err(|source| OpenError::Io { path: ip, source })?;
+    Ok((SegIx::Sealed(sealed), end, next))
 }
 
 fn read_header(
@@ -1558,7 +1679,7 @@ impl Writer {
             let end = if seg.gen_ == 0 {
                 first + u64::from(len)
             } else {
-                seg.index().held.last().map_or(first, |l| l + 1)
+                seg.index().last_held().map_or(first, |l| l + 1)
             };
             let dropped = u64::from(len) - kept.len() as u64;
             out.segments += 1;
@@ -1600,10 +1721,15 @@ impl Writer {
         let ix = seg.index();
         let mut out = Vec::new();
         let mut buf = Vec::new();
+        let frames = ix.frames().map_err(|e| e.to_string())?;
+        let mut frame = 0usize;
         for p in 0..ix.len() {
             let index = ix.index_at(seg.header.first_index, p);
-            let received_at = ix.received_at(p);
-            let loc = ix.locs[p as usize];
+            while frames.get(frame + 1).is_some_and(|f| f.0 <= p) {
+                frame += 1;
+            }
+            let received_at = frames.get(frame).map_or(i64::MIN, |f| f.1);
+            let loc = ix.loc(p).map_err(|e| e.to_string())?;
             let in_time = |q: &Query| {
                 q.since.is_none_or(|s| received_at >= s) && q.until.is_none_or(|u| received_at < u)
             };
@@ -1675,6 +1801,7 @@ impl Writer {
         );
         shred(&*self.vfs, &self.opts.key_dir, &stem)?;
         self.vfs.remove(&seg.path)?;
+        remove_index(&*self.vfs, &seg.path)?;
         self.vfs.sync_dir(&self.dir)?;
         let added = new.as_ref().map_or(0, |n| n.file.len().unwrap_or(0));
         self.bytes.fetch_add(added, Ordering::Relaxed);
@@ -1743,13 +1870,14 @@ impl Writer {
         file.write_all_at(&bytes, 0)?;
         file.sync_data()?;
         self.vfs.sync_dir(&self.dir)?;
+        let sealed = write_sealed(&*self.vfs, &path, &ix, header.first_index, pos)?;
         Ok(Arc::new(Segment {
             header,
             path,
             gen_,
             file,
             keys: Arc::new(keys),
-            index: RwLock::new(ix),
+            index: RwLock::new(SegIx::Sealed(sealed)),
             durable_upto: AtomicU64::new(pos),
         }))
     }

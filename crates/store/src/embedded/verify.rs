@@ -22,6 +22,7 @@ use registre_log::tile::TileId;
 use registre_model::StoredTrace;
 
 use super::format::{FRAME_HEADER_LEN, FrameHeader, HEADER_LEN, SegmentHeader};
+use super::index::{Loc, SegIndex, keys_of};
 use super::log::commitment;
 use crate::crypto::{MasterKey, SegmentKeys, data_key_dir};
 use crate::vfs::{OsVfs, Vfs};
@@ -57,6 +58,8 @@ pub struct LogReport {
     pub traces: u64,
     pub commitments: u64,
     pub tiles: u64,
+    /// Sealed segments' index files checked.
+    pub indexes: u64,
     pub checkpoints: u64,
     /// Size of the latest checkpoint that verified.
     pub verified_size: u64,
@@ -283,6 +286,10 @@ fn verify_log(
         }
         let mut next = header.first_index;
         let mut pos = HEADER_LEN;
+        // The segment's index rebuilt from its records, to compare with its
+        // index file (only when every record opened and decoded).
+        let mut six = SegIndex::default();
+        let mut six_ok = keys.is_some();
         while pos < raw.len() {
             let at = format!("{} byte {pos}", rel(&path));
             if raw.len() - pos < FRAME_HEADER_LEN {
@@ -322,6 +329,7 @@ fn verify_log(
                     ),
                 );
                 damaged.push((fh.first_index, fh.first_index + u64::from(fh.count)));
+                six_ok = false;
                 pos = body_end;
                 next = fh.first_index + u64::from(fh.count);
                 continue;
@@ -337,6 +345,7 @@ fn verify_log(
             }
             match fh.records(body) {
                 Ok(recs) => {
+                    six.begin_frame(fh.received_at);
                     let mut moved = 0u64;
                     for (i, (off, rlen)) in recs.into_iter().enumerate() {
                         let index = fh.first_index + i as u64;
@@ -356,12 +365,25 @@ fn verify_log(
                             );
                             put(&mut from_records, index, Slot::Bad);
                             lr.traces += 1;
+                            six_ok = false;
                             continue;
                         };
                         let plain: &[u8] = plain;
                         match serde_json::from_slice::<StoredTrace>(&plain[16..]) {
-                            Ok(t) if t.index == index && t.log.as_str() == log => {}
+                            Ok(t) if t.index == index && t.log.as_str() == log => {
+                                if is_hold {
+                                    six.held.push(index);
+                                }
+                                six.add_keys(
+                                    Loc {
+                                        offset: (body_start + off) as u64,
+                                        len: rlen,
+                                    },
+                                    &keys_of(keys, &t),
+                                );
+                            }
                             Ok(t) => {
+                                six_ok = false;
                                 moved += 1;
                                 // A few lines per frame: after a deletion
                                 // every later record of the frame is shifted.
@@ -375,10 +397,13 @@ fn verify_log(
                                     );
                                 }
                             }
-                            Err(_) => fail(
-                                format!("{} byte {}", rel(&path), body_start + off),
-                                format!("record of index {index} does not decode"),
-                            ),
+                            Err(_) => {
+                                six_ok = false;
+                                fail(
+                                    format!("{} byte {}", rel(&path), body_start + off),
+                                    format!("record of index {index} does not decode"),
+                                )
+                            }
                         }
                         put(&mut from_records, index, Slot::Hash(commitment(plain)));
                         lr.traces += 1;
@@ -393,10 +418,49 @@ fn verify_log(
                         );
                     }
                 }
-                Err(why) => fail(at, why.to_owned()),
+                Err(why) => {
+                    six_ok = false;
+                    fail(at, why.to_owned())
+                }
             }
             next = fh.first_index + u64::from(fh.count);
             pos = body_end;
+        }
+        // 1b. The segment's index file, if it was sealed.
+        let ip = path.with_extension("idx");
+        match std::fs::read(&ip) {
+            Ok(idx) => {
+                progress(idx.len() as u64);
+                lr.indexes += 1;
+                let body = idx.len().saturating_sub(4);
+                let trailer_ok =
+                    idx.len() >= 4 && crc32c::crc32c(&idx[..body]).to_le_bytes()[..] == idx[body..];
+                if !trailer_ok {
+                    fail(
+                        rel(&ip),
+                        "index file checksum mismatch: altered or cut short (remove it and \
+                         restart: it is rebuilt from the segment)"
+                            .into(),
+                    );
+                } else if six_ok && six.encode_sealed(header.first_index, len) != idx {
+                    fail(
+                        rel(&ip),
+                        "index file does not match the segment's records: searches may miss \
+                         traces (remove it and restart: it is rebuilt from the segment)"
+                            .into(),
+                    );
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !is_last {
+                    notes.push(format!(
+                        "log {log}: {} has no index file yet (a data directory of an earlier \
+                         version, or a crash before it was written); the next start writes it",
+                        rel(&path)
+                    ));
+                }
+            }
+            Err(e) => fail(rel(&ip), format!("cannot read: {e}")),
         }
         if !is_hold {
             expect_first = Some(next);
