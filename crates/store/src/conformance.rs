@@ -59,6 +59,7 @@ macro_rules! conformance_tests {
             concurrent_appends_are_dense,
             unknown_classes_are_refused,
             search_filters,
+            action_time_search,
             pagination_sees_each_trace_once,
             checkpoints_and_proofs_verify,
             tiles_and_bundles_match_the_tree,
@@ -449,6 +450,129 @@ pub async fn search_filters<H: Harness>(h: &H) {
     };
     assert!(store.search(bad).await.is_ok());
     assert!(crate::Cursor::decode("v1.!!").is_err());
+}
+
+fn occurred_trace(class: &str, actor: &str, occurred_at: &str) -> Trace {
+    let j = format!(
+        r#"{{"class":"{class}","occurred_at":"{occurred_at}","actor":{{"id":"{actor}"}},"action":"consultation"}}"#
+    );
+    parse_trace(j.as_bytes(), &Limits::default()).expect("valid trace")
+}
+
+/// Searches by action time (`occurred_since`/`occurred_until`): the instant
+/// each `occurred_at` names, whatever its offset, inclusive since and
+/// exclusive until; a trace received days after its action is found by a
+/// search with an upper bound; combined with other filters and paging.
+pub async fn action_time_search<H: Harness>(h: &H) {
+    let clock = now_clock();
+    let store = h.open(clock.clone()).await;
+    // Day 1: actions of that morning, in Paris time and in UTC.
+    let times = [
+        "2026-11-02T08:00:00+01:00", // 07:00Z
+        "2026-11-02T07:30:00Z",
+        "2026-11-02T09:59:59.999+01:00", // 08:59:59.999Z
+        "2026-11-02T10:00:00+01:00",     // 09:00Z
+        "2026-11-02T12:00:00-03:00",     // 15:00Z
+    ];
+    for (i, t) in times.iter().enumerate() {
+        let actor = if i % 2 == 0 { "even" } else { "odd" };
+        store
+            .append(vec![occurred_trace("mss", actor, t)])
+            .await
+            .expect("append");
+        clock.advance_secs(60);
+    }
+    // Three days later, an action of day 1 arrives late, in another log.
+    clock.advance_secs(3 * DAY);
+    store
+        .append(vec![
+            occurred_trace("technique", "late", "2026-11-02T08:15:00+01:00"),
+            occurred_trace("mss", "today", "2026-11-05T08:15:00+01:00"),
+        ])
+        .await
+        .expect("append");
+    let range = |since: &str, until: &str| Query {
+        occurred_since: Some(micros(since)),
+        occurred_until: Some(micros(until)),
+        ..Query::default()
+    };
+    let actors = |rs: &[StoredRecord]| -> Vec<String> {
+        let mut v: Vec<String> = rs
+            .iter()
+            .map(|r| format!("{}@{}", r.trace.actor.id, r.trace.occurred_at))
+            .collect();
+        v.sort();
+        v
+    };
+    // 07:00Z ≤ t < 09:00Z: three of day 1 and the late one.
+    let got = all(
+        &store,
+        range("2026-11-02T07:00:00Z", "2026-11-02T09:00:00Z"),
+    )
+    .await;
+    assert_eq!(
+        actors(&got),
+        [
+            "even@2026-11-02T08:00:00+01:00",
+            "even@2026-11-02T09:59:59.999+01:00",
+            "late@2026-11-02T08:15:00+01:00",
+            "odd@2026-11-02T07:30:00Z",
+        ]
+    );
+    // Newest first by reception, across logs: the late one first.
+    assert_eq!(got[0].trace.actor.id, "late");
+    // With another filter, one log, and small pages.
+    let mut q = Query {
+        actor: Some("even".into()),
+        class: Some(ClassName::new("mss").expect("class")),
+        limit: 1,
+        ..range("2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z")
+    };
+    let mut pages = Vec::new();
+    loop {
+        let page = store.search(q.clone()).await.expect("search");
+        pages.extend(page.traces);
+        match page.next {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(pages.len(), 3);
+    assert!(pages.iter().all(|r| r.trace.actor.id == "even"));
+    // Only a lower bound; only an upper bound.
+    let since = all(
+        &store,
+        Query {
+            occurred_since: Some(micros("2026-11-02T15:00:00Z")),
+            ..Query::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        actors(&since),
+        [
+            "even@2026-11-02T12:00:00-03:00",
+            "today@2026-11-05T08:15:00+01:00"
+        ]
+    );
+    let until = all(
+        &store,
+        Query {
+            occurred_until: Some(micros("2026-11-02T07:00:00Z")),
+            ..Query::default()
+        },
+    )
+    .await;
+    assert!(until.is_empty(), "{:?}", actors(&until));
+    // After a restart (sealed segments, indexes read from disk), the same.
+    drop(store);
+    let store = h.open(clock.clone()).await;
+    let again = all(
+        &store,
+        range("2026-11-02T07:00:00Z", "2026-11-02T09:00:00Z"),
+    )
+    .await;
+    assert_eq!(actors(&again), actors(&got));
 }
 
 /// Small pages: every trace exactly once, newest first across logs, and the

@@ -6,7 +6,9 @@ use serde::Serialize;
 use crate::Cursor;
 
 /// Filters are ANDed. `since`/`until` bound the reception time (`received_at`,
-/// microseconds since the Unix epoch, inclusive since, exclusive until).
+/// microseconds since the Unix epoch, inclusive since, exclusive until);
+/// `occurred_since`/`occurred_until` bound the action time (`occurred_at`,
+/// the instant it names, whatever its offset) the same way.
 #[derive(Debug, Clone, Default)]
 pub struct Query {
     pub actor: Option<String>,
@@ -16,6 +18,8 @@ pub struct Query {
     pub class: Option<ClassName>,
     pub since: Option<i64>,
     pub until: Option<i64>,
+    pub occurred_since: Option<i64>,
+    pub occurred_until: Option<i64>,
     pub limit: usize,
     pub cursor: Option<Cursor>,
 }
@@ -47,9 +51,12 @@ pub struct Page {
 
 impl Query {
     /// True when `t` matches every value filter of the query (actor,
-    /// patient, mailbox without ASCII case, action; not class nor time),
-    /// exactly as a search checks each record it reads.
+    /// patient, mailbox without ASCII case, action, action time; not class
+    /// nor reception time), exactly as a search checks each record it reads.
     pub fn matches(&self, t: &StoredTrace) -> bool {
+        if !self.occurred_in(t) {
+            return false;
+        }
         if self.actor.as_deref().is_some_and(|a| a != t.actor.id) {
             return false;
         }
@@ -71,8 +78,25 @@ impl Query {
         true
     }
 
+    /// True when the query has no action-time bound or `t`'s action time is
+    /// within it.
+    pub fn occurred_in(&self, t: &StoredTrace) -> bool {
+        if self.occurred_since.is_none() && self.occurred_until.is_none() {
+            return true;
+        }
+        let Some(at) = occurred_micros(&t.occurred_at) else {
+            return false;
+        };
+        self.occurred_since.is_none_or(|s| at >= s) && self.occurred_until.is_none_or(|u| at < u)
+    }
+
     /// Normalises a mailbox the way the index does (ASCII lowercase).
     pub fn normalise_mailbox(m: &str) -> String {
         m.to_ascii_lowercase()
     }
+}
+
+/// The instant an `occurred_at` names, in microseconds since the Unix epoch.
+pub fn occurred_micros(occurred_at: &str) -> Option<i64> {
+    registre_model::parse_occurred_at(occurred_at).map(|t| t.as_microsecond())
 }

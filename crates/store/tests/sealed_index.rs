@@ -155,9 +155,9 @@ async fn sealed_indexes_answer_as_the_live_ones_and_are_verified() {
     std::fs::write(victim, &bad).expect("write");
     let r = verify(dir);
     assert!(
-        r.failures
-            .iter()
-            .any(|f| f.what.contains("index file does not match the segment's records")),
+        r.failures.iter().any(|f| f
+            .what
+            .contains("index file does not match the segment's records")),
         "{:#?}",
         r.failures
     );

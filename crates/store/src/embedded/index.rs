@@ -93,8 +93,8 @@ pub struct SegIndex {
     /// In a hold segment, the log index of each position (ascending); empty
     /// in a segment of the log, where position p is index first + p.
     pub held: Vec<u64>,
-    /// (position of the frame's first record, received_at), ascending.
-    pub frames: Vec<(u32, i64)>,
+    /// The frames (group commits), ascending.
+    pub frames: Vec<Frame>,
     actor: HashMap<u64, Vec<u32>>,
     mailbox: HashMap<u64, Vec<u32>>,
     patient: HashMap<u64, Vec<u32>>,
@@ -107,12 +107,23 @@ impl SegIndex {
     }
 
     pub fn begin_frame(&mut self, received_at: i64) {
-        self.frames.push((self.len(), received_at));
+        self.frames.push(Frame {
+            pos: self.len(),
+            received_at,
+            occ_min: i64::MAX,
+            occ_max: i64::MIN,
+        });
     }
 
-    pub fn add_keys(&mut self, loc: Loc, keys: &Keys) {
+    /// Adds a record of the current frame: where it is, its index keys and
+    /// its action time (µs; `None` if unreadable, never for a stored trace).
+    pub fn add_keys(&mut self, loc: Loc, keys: &Keys, occurred: Option<i64>) {
         let pos = self.len();
         self.locs.push(loc);
+        if let (Some(t), Some(f)) = (occurred, self.frames.last_mut()) {
+            f.occ_min = f.occ_min.min(t);
+            f.occ_max = f.occ_max.max(t);
+        }
         for &(key, h) in keys.iter().flatten() {
             let map = match key {
                 Key::Actor => &mut self.actor,
@@ -136,24 +147,33 @@ impl SegIndex {
 
     /// Position of the first record received at or after `t`.
     pub fn first_at_or_after(&self, t: i64) -> u32 {
-        let i = self.frames.partition_point(|&(_, rt)| rt < t);
-        self.frames.get(i).map_or(self.len(), |&(p, _)| p)
+        let i = self.frames.partition_point(|f| f.received_at < t);
+        self.frames.get(i).map_or(self.len(), |f| f.pos)
     }
 
     pub fn received_at(&self, pos: u32) -> i64 {
-        let i = self.frames.partition_point(|&(p, _)| p <= pos);
-        self.frames.get(i.wrapping_sub(1)).map_or(i64::MIN, |f| f.1)
+        let i = self.frames.partition_point(|f| f.pos <= pos);
+        self.frames
+            .get(i.wrapping_sub(1))
+            .map_or(i64::MIN, |f| f.received_at)
     }
 
     pub fn last_received_at(&self) -> Option<i64> {
-        self.frames.last().map(|f| f.1)
+        self.frames.last().map(|f| f.received_at)
+    }
+
+    /// Earliest and latest action time of the segment's records.
+    pub fn occurred_span(&self) -> (i64, i64) {
+        self.frames.iter().fold((i64::MAX, i64::MIN), |(a, b), f| {
+            (a.min(f.occ_min), b.max(f.occ_max))
+        })
     }
 
     /// Approximate heap bytes, for the storage figures.
     pub fn heap_bytes(&self) -> usize {
         let maps = [&self.actor, &self.mailbox, &self.patient, &self.action];
         self.locs.len() * std::mem::size_of::<Loc>()
-            + self.frames.len() * 16
+            + self.frames.len() * std::mem::size_of::<Frame>()
             + self.held.len() * 8
             + maps
                 .iter()
@@ -182,7 +202,7 @@ impl SegIndex {
             SEALED_HEADER
                 + self.locs.len() * 12
                 + self.held.len() * 8
-                + self.frames.len() * 12
+                + self.frames.len() * FRAME_ENTRY
                 + dirs.iter().map(|d| d.len() * 16).sum::<usize>()
                 + postings * 4
                 + 4,
@@ -196,6 +216,9 @@ impl SegIndex {
         for d in &dirs {
             out.extend_from_slice(&(d.len() as u32).to_le_bytes());
         }
+        let (occ_min, occ_max) = self.occurred_span();
+        out.extend_from_slice(&occ_min.to_le_bytes());
+        out.extend_from_slice(&occ_max.to_le_bytes());
         out.resize(SEALED_HEADER - 4, 0);
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -206,9 +229,11 @@ impl SegIndex {
         for h in &self.held {
             out.extend_from_slice(&h.to_le_bytes());
         }
-        for (p, t) in &self.frames {
-            out.extend_from_slice(&p.to_le_bytes());
-            out.extend_from_slice(&t.to_le_bytes());
+        for f in &self.frames {
+            out.extend_from_slice(&f.pos.to_le_bytes());
+            out.extend_from_slice(&f.received_at.to_le_bytes());
+            out.extend_from_slice(&f.occ_min.to_le_bytes());
+            out.extend_from_slice(&f.occ_max.to_le_bytes());
         }
         let mut start = 0u32;
         for d in &dirs {
@@ -235,19 +260,35 @@ impl SegIndex {
 /// Magic of a sealed segment's index file (`<stem>.idx`).
 pub const SEALED_MAGIC: &[u8; 8] = b"RGIDX\0\0\x01";
 /// Bytes of its header.
-pub const SEALED_HEADER: usize = 64;
+pub const SEALED_HEADER: usize = 80;
+/// Bytes of a frame's entry.
+const FRAME_ENTRY: usize = 28;
+
+/// A frame (group commit) of a segment, as indexed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    /// Position of its first record in the segment.
+    pub pos: u32,
+    pub received_at: i64,
+    /// Earliest and latest action time of its records (µs; `MAX`/`MIN`
+    /// when none).
+    pub occ_min: i64,
+    pub occ_max: i64,
+}
 
 /// The index of a sealed segment, read from its `<stem>.idx` file as
 /// searches need it (nothing but the header in memory):
 ///
 /// ```text
-/// header  64 B: magic "RGIDX\0\0\x01" · first_index u64 · records u32 ·
+/// header  80 B: magic "RGIDX\0\0\x01" · first_index u64 · records u32 ·
 ///               held u32 · frames u32 · segment_len u64 ·
 ///               directory entries per key u32 × 4 (actor, mailbox,
-///               patient, action) · zero · crc32c of bytes 0..60
+///               patient, action) · earliest and latest action time i64 ×
+///               2 · zero · crc32c of bytes 0..76
 /// locs    records × (offset u64, len u32)
 /// held    held × index u64 (hold segments: the log index of each record)
-/// frames  frames × (first position u32, received_at i64)
+/// frames  frames × (first position u32, received_at i64, earliest and
+///         latest action time of its records i64 × 2)
 /// dirs    per key, entries sorted by blind value:
 ///         (blind value u64, first posting u32, postings u32)
 /// postings  u32 positions, ascending within an entry, in directory order
@@ -264,6 +305,8 @@ pub struct SealedIndex {
     postings_at: u64,
     frames_at: u64,
     last_received_at: Option<i64>,
+    occ_min: i64,
+    occ_max: i64,
 }
 
 fn kind(key: Key) -> usize {
@@ -328,7 +371,7 @@ impl SealedIndex {
         let held_at = locs_at + 12 * u64::from(records);
         let frames_at = held_at + 8 * u64::from(held_n);
         let mut dir_at = [0u64; 4];
-        let mut at = frames_at + 12 * u64::from(frames);
+        let mut at = frames_at + FRAME_ENTRY as u64 * u64::from(frames);
         for k in 0..4 {
             dir_at[k] = at;
             at += 16 * u64::from(dir_len[k]);
@@ -355,9 +398,12 @@ impl SealedIndex {
             postings_at,
             frames_at,
             last_received_at: None,
+            occ_min: le_u64(&h, 52) as i64,
+            occ_max: le_u64(&h, 60) as i64,
         };
         if frames > 0 {
-            ix.last_received_at = Some(ix.frame(frames - 1).map_err(|e| e.to_string())?.1);
+            ix.last_received_at =
+                Some(ix.frame(frames - 1).map_err(|e| e.to_string())?.received_at);
         }
         Ok(ix)
     }
@@ -366,15 +412,39 @@ impl SealedIndex {
         self.records
     }
 
-    fn frame(&self, f: u32) -> std::io::Result<(u32, i64)> {
-        let mut b = [0u8; 12];
+    fn frame(&self, f: u32) -> std::io::Result<Frame> {
+        let mut b = [0u8; FRAME_ENTRY];
         self.file
-            .read_exact_at(&mut b, self.frames_at + 12 * u64::from(f))?;
-        Ok((le_u32(&b, 0), le_u64(&b, 4) as i64))
+            .read_exact_at(&mut b, self.frames_at + FRAME_ENTRY as u64 * u64::from(f))?;
+        Ok(Frame {
+            pos: le_u32(&b, 0),
+            received_at: le_u64(&b, 4) as i64,
+            occ_min: le_u64(&b, 12) as i64,
+            occ_max: le_u64(&b, 20) as i64,
+        })
+    }
+
+    /// Frames `from..to`, in one read.
+    fn frames_range(&self, from: u32, to: u32) -> std::io::Result<Vec<Frame>> {
+        let n = to.saturating_sub(from) as usize;
+        let mut raw = vec![0u8; n * FRAME_ENTRY];
+        self.file.read_exact_at(
+            &mut raw,
+            self.frames_at + FRAME_ENTRY as u64 * u64::from(from),
+        )?;
+        Ok(raw
+            .chunks_exact(FRAME_ENTRY)
+            .map(|b| Frame {
+                pos: le_u32(b, 0),
+                received_at: le_u64(b, 4) as i64,
+                occ_min: le_u64(b, 12) as i64,
+                occ_max: le_u64(b, 20) as i64,
+            })
+            .collect())
     }
 
     /// First frame `f` in `0..frames` for which `pred` is false.
-    fn frame_partition(&self, pred: impl Fn((u32, i64)) -> bool) -> std::io::Result<u32> {
+    fn frame_partition(&self, pred: impl Fn(Frame) -> bool) -> std::io::Result<u32> {
         let (mut lo, mut hi) = (0u32, self.frames);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
@@ -398,11 +468,11 @@ impl SealedIndex {
     }
 
     pub fn first_at_or_after(&self, t: i64) -> std::io::Result<u32> {
-        let f = self.frame_partition(|(_, rt)| rt < t)?;
+        let f = self.frame_partition(|fr| fr.received_at < t)?;
         if f == self.frames {
             return Ok(self.records);
         }
-        Ok(self.frame(f)?.0)
+        Ok(self.frame(f)?.pos)
     }
 
     pub fn last_received_at(&self) -> Option<i64> {
@@ -418,14 +488,14 @@ impl SealedIndex {
             match cur {
                 Some((start, t, _)) if start <= p => out.push(t),
                 _ => {
-                    let f = self.frame_partition(|(fp, _)| fp <= p)?;
+                    let f = self.frame_partition(|fr| fr.pos <= p)?;
                     if f == 0 {
                         out.push(i64::MIN);
                         continue;
                     }
-                    let (start, t) = self.frame(f - 1)?;
-                    cur = Some((start, t, f - 1));
-                    out.push(t);
+                    let fr = self.frame(f - 1)?;
+                    cur = Some((fr.pos, fr.received_at, f - 1));
+                    out.push(fr.received_at);
                 }
             }
         }
@@ -577,12 +647,53 @@ impl SegIx {
         }
     }
 
-    /// Every frame's (first position, received_at), in order.
-    pub fn frames(&self) -> std::io::Result<Vec<(u32, i64)>> {
+    /// Every frame, in order.
+    pub fn frames(&self) -> std::io::Result<Vec<Frame>> {
         match self {
             SegIx::Live(ix) => Ok(ix.frames.clone()),
-            SegIx::Sealed(ix) => (0..ix.frames).map(|f| ix.frame(f)).collect(),
+            SegIx::Sealed(ix) => ix.frames_range(0, ix.frames),
         }
+    }
+
+    /// Earliest and latest action time in the segment.
+    pub fn occurred_span(&self) -> (i64, i64) {
+        match self {
+            SegIx::Live(ix) => ix.occurred_span(),
+            SegIx::Sealed(ix) => (ix.occ_min, ix.occ_max),
+        }
+    }
+
+    /// The position ranges, within `lo..hi` and newest first, of the frames
+    /// that may hold a record whose action time is in `since..until`
+    /// (adjacent ones merged). Records in them are checked exactly.
+    pub fn occurred_ranges(
+        &self,
+        since: Option<i64>,
+        until: Option<i64>,
+        lo: u32,
+        hi: u32,
+    ) -> std::io::Result<Vec<(u32, u32)>> {
+        let (min, max) = self.occurred_span();
+        let hit =
+            |a: i64, b: i64| a <= b && since.is_none_or(|s| b >= s) && until.is_none_or(|u| a < u);
+        if !hit(min, max) || hi <= lo {
+            return Ok(Vec::new());
+        }
+        let frames = self.frames()?;
+        let len = self.len();
+        let mut out: Vec<(u32, u32)> = Vec::new();
+        for (i, f) in frames.iter().enumerate().rev() {
+            let end = frames.get(i + 1).map_or(len, |n| n.pos).min(hi);
+            let start = f.pos.max(lo);
+            if start >= end || !hit(f.occ_min, f.occ_max) {
+                continue;
+            }
+            match out.last_mut() {
+                Some(last) if last.0 == end => last.0 = start,
+                _ => out.push((start, end)),
+            }
+        }
+        Ok(out)
     }
 
     pub fn postings_len(&self, key: Key, hash: u64) -> std::io::Result<u32> {
@@ -686,6 +797,7 @@ mod tests {
                     len: 90 + p % 9,
                 },
                 &keys,
+                Some(t * 1000 - i64::from(p % 50) * 7),
             );
         }
         let path = dir.path().join("x.idx");
@@ -708,6 +820,17 @@ mod tests {
             assert_eq!(
                 sealed.first_at_or_after(t).expect("t"),
                 live.first_at_or_after(t).expect("t")
+            );
+        }
+        assert_eq!(sealed.occurred_span(), live.occurred_span());
+        for (a, b) in [
+            (Some(1_500_000), Some(1_600_000)),
+            (None, Some(1_010_000)),
+            (Some(3_000_000), None),
+        ] {
+            assert_eq!(
+                sealed.occurred_ranges(a, b, 10, 4900).expect("ranges"),
+                live.occurred_ranges(a, b, 10, 4900).expect("ranges")
             );
         }
         let desc: Vec<u32> = (0..5000).rev().step_by(37).collect();

@@ -17,6 +17,7 @@ use super::purged;
 use super::tree::Tree;
 use crate::clock::Clock;
 use crate::crypto::{MasterKey, NONCE_LEN, SegmentKeys};
+use crate::query::occurred_micros;
 use crate::vfs::{VFile, Vfs};
 use crate::{AppendError, LogStats, OpenError, Query, Receipt, SearchError, StoredRecord};
 use registre_log::merkle::Hash;
@@ -534,7 +535,7 @@ impl Log {
             let first = seg.header.first_index;
             let keys = filter.keys_for(&seg.keys);
             // The segment's bounds, once: a live index only grows past them.
-            let (mut hi, lo, best) = {
+            let (ranges, best) = {
                 let ix = seg.index();
                 let mut hi = ix.positions_below(first, bound).min(ix.len());
                 if let Some(until) = q.until {
@@ -544,47 +545,58 @@ impl Log {
                     Some(since) => ix.first_at_or_after(since)?,
                     None => 0,
                 };
-                (hi, lo, shortest(&keys, &ix)?)
+                // The action-time index: the frames whose records' action
+                // times can be in range.
+                let ranges = if q.occurred_since.is_some() || q.occurred_until.is_some() {
+                    ix.occurred_ranges(q.occurred_since, q.occurred_until, lo, hi)?
+                } else if lo < hi {
+                    vec![(lo, hi)]
+                } else {
+                    Vec::new()
+                };
+                (ranges, shortest(&keys, &ix)?)
             };
-            loop {
-                if hi <= lo {
-                    break;
-                }
-                let batch: Vec<(u32, Loc, i64)> = {
-                    let ix = seg.index();
-                    let positions: Vec<u32> = match best {
-                        Some((k, h)) => ix.postings_below(k, h, lo, hi, 256)?,
-                        None => (hi.saturating_sub(256).max(lo)..hi).rev().collect(),
+            for (lo, mut hi) in ranges {
+                loop {
+                    if hi <= lo {
+                        break;
+                    }
+                    let batch: Vec<(u32, Loc, i64)> = {
+                        let ix = seg.index();
+                        let positions: Vec<u32> = match best {
+                            Some((k, h)) => ix.postings_below(k, h, lo, hi, 256)?,
+                            None => (hi.saturating_sub(256).max(lo)..hi).rev().collect(),
+                        };
+                        let times = ix.received_at_many(&positions)?;
+                        let mut out = Vec::with_capacity(positions.len());
+                        for (p, t) in positions.into_iter().zip(times) {
+                            out.push((p, ix.loc(p)?, t));
+                        }
+                        out
                     };
-                    let times = ix.received_at_many(&positions)?;
-                    let mut out = Vec::with_capacity(positions.len());
-                    for (p, t) in positions.into_iter().zip(times) {
-                        out.push((p, ix.loc(p)?, t));
-                    }
-                    out
-                };
-                let Some(&(last, _, _)) = batch.last() else {
-                    break;
-                };
-                for &(p, loc, received_at) in &batch {
-                    let index = seg.index().index_at(first, p);
-                    if examined >= SCAN_BUDGET {
-                        // Bounded work per request: the caller pages on.
-                        return Ok((hits, Stop::Budget(index + 1)));
-                    }
-                    examined += 1;
-                    let record = read_record(seg, loc, &mut buf, &self.name, index)?;
-                    if filter.matches(&record.trace) {
-                        hits.push(LogHit {
-                            received_at,
-                            record,
-                        });
-                        if hits.len() >= limit {
-                            return Ok((hits, Stop::Limit));
+                    let Some(&(last, _, _)) = batch.last() else {
+                        break;
+                    };
+                    for &(p, loc, received_at) in &batch {
+                        let index = seg.index().index_at(first, p);
+                        if examined >= SCAN_BUDGET {
+                            // Bounded work per request: the caller pages on.
+                            return Ok((hits, Stop::Budget(index + 1)));
+                        }
+                        examined += 1;
+                        let record = read_record(seg, loc, &mut buf, &self.name, index)?;
+                        if filter.matches(&record.trace) {
+                            hits.push(LogHit {
+                                received_at,
+                                record,
+                            });
+                            if hits.len() >= limit {
+                                return Ok((hits, Stop::Limit));
+                            }
                         }
                     }
+                    hi = last;
                 }
-                hi = last;
             }
         }
         Ok((hits, Stop::Exhausted))
@@ -642,6 +654,9 @@ impl<'q> Filter<'q> {
 
     fn matches(&self, t: &StoredTrace) -> bool {
         let q = self.q;
+        if !q.occurred_in(t) {
+            return false;
+        }
         if q.actor.as_deref().is_some_and(|a| a != t.actor.id) {
             return false;
         }
@@ -841,6 +856,7 @@ fn scan(
                     len: rlen,
                 },
                 &keys_of(keys, &r.trace),
+                occurred_micros(&r.trace.occurred_at),
             );
         }
         next = fh.first_index + u64::from(fh.count);
@@ -1342,7 +1358,7 @@ impl Syncer {
             w.seg
                 .durable_upto
                 .fetch_max(w.offset + w.bytes, Ordering::AcqRel);
-            let keys: Vec<(Loc, Keys)> = w
+            let keys: Vec<(Loc, Keys, Option<i64>)> = w
                 .pending
                 .iter()
                 .map(|p| {
@@ -1351,7 +1367,7 @@ impl Syncer {
                     } else {
                         super::index::keys_of_plain(&p.trace)
                     };
-                    (p.loc, k)
+                    (p.loc, k, occurred_micros(&p.trace.occurred_at))
                 })
                 .collect();
             {
@@ -1360,8 +1376,8 @@ impl Syncer {
                 // only after a barrier past its last group.
                 if let Some(ix) = guard.live_mut() {
                     ix.begin_frame(w.received_at);
-                    for (loc, k) in &keys {
-                        ix.add_keys(*loc, k);
+                    for (loc, k, t) in &keys {
+                        ix.add_keys(*loc, k, *t);
                     }
                 }
             }
@@ -1725,10 +1741,10 @@ impl Writer {
         let mut frame = 0usize;
         for p in 0..ix.len() {
             let index = ix.index_at(seg.header.first_index, p);
-            while frames.get(frame + 1).is_some_and(|f| f.0 <= p) {
+            while frames.get(frame + 1).is_some_and(|f| f.pos <= p) {
                 frame += 1;
             }
-            let received_at = frames.get(frame).map_or(i64::MIN, |f| f.1);
+            let received_at = frames.get(frame).map_or(i64::MIN, |f| f.received_at);
             let loc = ix.loc(p).map_err(|e| e.to_string())?;
             let in_time = |q: &Query| {
                 q.since.is_none_or(|s| received_at >= s) && q.until.is_none_or(|u| received_at < u)
@@ -1860,6 +1876,7 @@ impl Writer {
                     len,
                 },
                 &keys_of(&keys, &k.trace),
+                occurred_micros(&k.trace.occurred_at),
             );
             bytes.extend_from_slice(&w.buf);
             pos += w.buf.len() as u64;

@@ -380,6 +380,7 @@ fn verify_log(
                                         len: rlen,
                                     },
                                     &keys_of(keys, &t),
+                                    crate::query::occurred_micros(&t.occurred_at),
                                 );
                             }
                             Ok(t) => {
