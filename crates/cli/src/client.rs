@@ -274,11 +274,16 @@ Examples:
   registre search --actor 810001234567
   registre search --mailbox dr.martin@hopital.mssante.fr --action suppression --since 2026-11-01
   registre search --patient 1234567890123 --class applicative --format csv > acces.csv
+  registre search --actor 810001234567 --occurred-since 2026-12-05T00:00:00+01:00 --occurred-until 2026-12-06T00:00:00+01:00
   registre search --limit 100000 --format jsonl > all.jsonl
 
-Newest first. Filters combine (AND). --since/--until bound the reception time
-(received_at) and take an RFC 3339 date-time (2026-11-28T08:00:00+01:00) or a
-date (2026-11-28, meaning midnight UTC).";
+Newest first (by reception). Filters combine (AND). --occurred-since/
+--occurred-until bound the time the action happened (occurred_at, as the
+producer stated it, compared as an instant whatever its offset): use them to
+answer \"what happened on 5 December\", even for traces that arrived late.
+--since/--until bound the reception time (received_at, the journal's clock).
+All four take an RFC 3339 date-time (2026-11-28T08:00:00+01:00) or a date
+(2026-11-28, meaning midnight UTC).";
 
 /// The search filters, shared by `search` and `export`.
 #[derive(Args, Clone)]
@@ -304,6 +309,13 @@ pub struct Filters {
     /// Received before.
     #[arg(long)]
     until: Option<String>,
+    /// The action happened at or after (occurred_at; RFC 3339, or a date
+    /// meaning midnight UTC).
+    #[arg(long)]
+    occurred_since: Option<String>,
+    /// The action happened before.
+    #[arg(long)]
+    occurred_until: Option<String>,
 }
 
 impl Filters {
@@ -321,7 +333,12 @@ impl Filters {
                 params.push((k, v.clone()));
             }
         }
-        for (k, v) in [("since", &self.since), ("until", &self.until)] {
+        for (k, v) in [
+            ("since", &self.since),
+            ("until", &self.until),
+            ("occurred_since", &self.occurred_since),
+            ("occurred_until", &self.occurred_until),
+        ] {
             if let Some(v) = v {
                 params.push((k, date_or_datetime(v)));
             }

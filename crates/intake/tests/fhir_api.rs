@@ -387,6 +387,54 @@ async fn search_by_each_parameter() {
     }
 }
 
+/// An event recorded a week ago and received now (an offline workstation,
+/// a replayed queue) is found by its `date` with an upper bound, through
+/// the action-time index, on ITI-81 and on the JSON API; a search by
+/// reception time does not take it for a week-old event.
+#[tokio::test]
+async fn a_late_event_is_found_by_its_date() {
+    let env = env();
+    let week_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(7 * 24);
+    let recorded = week_ago
+        .to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(1)))
+        .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z")
+        .to_string();
+    let ev = event("810001234567", &recorded, "2840756123456");
+    let r = post(&env.st, "/fhir/AuditEvent", &env.admin, &ev).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let id = r.json()["id"].as_str().expect("id").to_owned();
+    let day = |t: jiff::Timestamp| t.strftime("%Y-%m-%d").to_string();
+    let (lo, hi) = (
+        day(week_ago - jiff::SignedDuration::from_hours(24)),
+        day(week_ago + jiff::SignedDuration::from_hours(48)),
+    );
+    let uri = format!("/fhir/AuditEvent?date=ge{lo}&date=lt{hi}");
+    let r = get(&env.st, &uri, &env.dpo).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(ids(&r.json()).contains(&id), "{uri}: {}", r.text());
+    // The JSON API: by action time, found; by reception time, not.
+    let mut found = Vec::new();
+    for k in ["occurred_since", "since"] {
+        let until = k.replace("since", "until");
+        let uri = format!("/v1/traces?{k}={lo}T00:00:00Z&{until}={hi}T00:00:00Z");
+        let r = get(&env.st, &uri, &env.dpo).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.text());
+        found.push(
+            r.json()["traces"]
+                .as_array()
+                .expect("traces")
+                .iter()
+                .any(|t| t["occurred_at"] == recorded.as_str()),
+        );
+    }
+    let (by_action, by_reception) = (found[0], found[1]);
+    assert!(
+        by_action,
+        "occurred_since/occurred_until find the late event"
+    );
+    assert!(!by_reception, "since/until are the reception time");
+}
+
 #[tokio::test]
 async fn search_pages_with_next_links_and_is_traced() {
     let env = env();

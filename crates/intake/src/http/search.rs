@@ -16,7 +16,18 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
 
 const PARAMS: &[&str] = &[
-    "actor", "mailbox", "patient", "action", "class", "since", "until", "limit", "cursor", "proofs",
+    "actor",
+    "mailbox",
+    "patient",
+    "action",
+    "class",
+    "since",
+    "until",
+    "occurred_since",
+    "occurred_until",
+    "limit",
+    "cursor",
+    "proofs",
 ];
 
 #[derive(Serialize)]
@@ -201,6 +212,8 @@ pub fn parse_query(st: &AppState, raw: &str) -> Result<Query, Problem> {
             }
             "since" => q.since = Some(time_param("since", &v)?),
             "until" => q.until = Some(time_param("until", &v)?),
+            "occurred_since" => q.occurred_since = Some(time_param("occurred_since", &v)?),
+            "occurred_until" => q.occurred_until = Some(time_param("occurred_until", &v)?),
             "limit" => {
                 q.limit = v
                     .parse::<usize>()

@@ -1,16 +1,13 @@
 //! `GET /fhir/AuditEvent?…` (ITI-81): the search parameters are parsed
 //! strictly by `registre_audit::fhir::Search`; what the store indexes is
-//! pushed down (reception time around the `date` bounds, the patient), the
-//! rest is checked on each trace's AuditEvent. Pages follow the store's
+//! pushed down (the `date` bounds on the action-time index, the patient),
+//! the rest is checked on each trace's AuditEvent. Pages follow the store's
 //! cursor (`_cursor` in the `next` link), so a page may hold fewer entries
 //! than `_count` (even none) and still have a `next` link.
 //!
-//! `date` is `AuditEvent.recorded` (the trace's `occurred_at`), while the
-//! store's time index is the reception time: the search reads what was
-//! received from [`CLOCK_AHEAD`] before the lower bound to [`LATE_ARRIVAL`]
-//! after the upper bound, and checks `recorded` exactly. An event received
-//! more than [`LATE_ARRIVAL`] after it was recorded is not found by a
-//! search whose upper bound it is under.
+//! `date` is `AuditEvent.recorded` (the trace's `occurred_at`): the store's
+//! action-time index takes its bounds as they are, so an event received
+//! days after it was recorded is found like any other.
 
 use std::sync::Arc;
 
@@ -24,12 +21,6 @@ use registre_store::{Cursor, Query, SearchError};
 
 use super::{error, outcome, resource};
 use crate::http::{AppState, access_log};
-
-/// How far ahead of registre's clock a producer's clock may be.
-pub const CLOCK_AHEAD: i64 = 24 * 3600 * 1_000_000;
-/// How long after it was recorded an event may reach registre (queues,
-/// offline workstations) and still be found by its `date`.
-pub const LATE_ARRIVAL: i64 = 2 * 24 * 3600 * 1_000_000;
 
 pub async fn search(
     State(st): State<Arc<AppState>>,
@@ -88,8 +79,8 @@ pub(crate) fn link(query: &str, cursor: &str) -> String {
     format!("/fhir/AuditEvent?{}", q.finish())
 }
 
-/// One page of the store for a search (time bounds widened as the module
-/// says, the patient index when the search names one): its traces, to be
+/// One page of the store for a search (the action-time index for `date`,
+/// the patient index when the search names one): its traces, to be
 /// checked against the search, and the cursor to go on.
 pub(crate) async fn run(
     st: &AppState,
@@ -106,8 +97,8 @@ pub(crate) async fn run(
         })?),
     };
     let q = Query {
-        since: s.lower.map(|l| l.saturating_sub(CLOCK_AHEAD)),
-        until: s.upper.map(|u| u.saturating_add(LATE_ARRIVAL)),
+        occurred_since: s.lower,
+        occurred_until: s.upper,
         patient: s.patient_identifier().map(str::to_owned),
         limit: s.count,
         cursor,
