@@ -100,6 +100,8 @@ pub async fn purge(a: PurgeArgs) -> Result<(), CliError> {
 
 /// Legal holds: traces a purge must keep, whatever their age (admin).
 #[derive(Subcommand)]
+// Parsed once per process from the command line: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum HoldCommand {
     /// Place a hold on every trace matching the filters.
     Add(AddArgs),
