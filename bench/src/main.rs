@@ -199,7 +199,7 @@ fn parse_args() -> Opts {
                      libnginx-mod-mail for the nginx peer). --only proxy runs that section alone.\n\
                      \n\
                      registre-bench --scale 1_000_000,10_000_000[,100_000_000] [--scale-dir DIR] [--keep]\n\
-                                    [--scale-pg N]\n\
+                     \x20              [--scale-pg N]\n\
                      Scale mode (issue 13): grows one embedded journal (DIR/registre-data; DIR\n\
                      defaults to .tmp-scale at the workspace root) to each size in turn, through\n\
                      the library (4 tasks, batches of 1000), and at each size measures: bytes per\n\
