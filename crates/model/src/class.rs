@@ -37,6 +37,21 @@ impl ClassName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The built-in class `mss` (mail traces), without a fallible check.
+    pub fn mss() -> ClassName {
+        ClassName(Self::MSS.to_owned())
+    }
+
+    /// The built-in class `technique`.
+    pub fn technique() -> ClassName {
+        ClassName(Self::TECHNIQUE.to_owned())
+    }
+
+    /// The built-in class `applicative`.
+    pub fn applicative() -> ClassName {
+        ClassName(Self::APPLICATIVE.to_owned())
+    }
 }
 
 impl fmt::Display for ClassName {
@@ -69,6 +84,17 @@ mod tests {
         }
         for bad in ["", "Mss", "1a", "-a", "a b", "é", &"a".repeat(33)] {
             assert!(ClassName::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn built_in_classes_are_valid_names() {
+        for (built_in, name) in [
+            (ClassName::mss(), ClassName::MSS),
+            (ClassName::technique(), ClassName::TECHNIQUE),
+            (ClassName::applicative(), ClassName::APPLICATIVE),
+        ] {
+            assert_eq!(Ok(built_in), ClassName::new(name));
         }
     }
 }

@@ -143,7 +143,7 @@ pub(crate) fn source(config: &TracerConfig, connection: ConnectionInfo) -> Sourc
 
 /// The class of every proxy trace.
 pub(crate) fn mss() -> ClassName {
-    ClassName::new("mss").expect("`mss` is a valid class name")
+    ClassName::mss()
 }
 
 /// `occurred_at`: now on the configured clock.
