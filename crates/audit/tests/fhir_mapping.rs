@@ -9,6 +9,10 @@
 //! checked to be refused for exactly that, then posted without it, as a
 //! producer would send it.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use registre_audit::fhir::{self, IssueType};
 use registre_model::{Limits, StoredTrace, Trace};
 use serde_json::{Value, json};

@@ -3,6 +3,10 @@
 //! any split of a valid stream decodes to the same frames, and generated
 //! messages survive a write/parse round trip.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::borrow::Cow;
 use std::path::Path;
 

@@ -8,6 +8,10 @@
 //! a secret, `keys revoke` takes effect at once, and creating an admin key
 //! raises the alert counter.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 #[path = "../../access/tests/support/issuer.rs"]
 mod issuer;

@@ -11,6 +11,10 @@
 //! for entries); C2SP fixed the height at 8 and renamed `data` to `entries`.
 //! `c2sp_path` maps one to the other.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::cell::RefCell;

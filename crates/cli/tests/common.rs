@@ -1,6 +1,9 @@
 //! Test harness: runs the real `registre` binary on a free loopback port.
 
 #![allow(dead_code)]
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,10 @@
 //! fails with exit status 1 naming the file and line; and the export is
 //! itself recorded in the journal.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -15,6 +15,10 @@
 //! line and passes, unless `REGISTRE_REQUIRE_INDEPENDENT_READER=1` (set by
 //! `.ci/run`), which makes it fail instead.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

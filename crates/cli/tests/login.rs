@@ -7,6 +7,10 @@
 //! is kept 0600 under `$XDG_STATE_HOME/registre/` and `registre search`
 //! then works without `--token-file`, traced under the professional's RPPS.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 #[path = "../../access/tests/support/issuer.rs"]
 mod issuer;

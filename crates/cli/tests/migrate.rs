@@ -8,6 +8,10 @@
 //! Needs `REGISTRE_TEST_DATABASE_URL` (prints `SKIP` without it); each test
 //! works in its own schema, dropped at the end.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -7,6 +7,10 @@
 //! on a non-loopback address is refused at start unless allowed; TLS there
 //! is fine.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::ffi::OsStr;

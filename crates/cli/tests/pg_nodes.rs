@@ -10,6 +10,10 @@
 //! test prints a `SKIP` line. Each test works in its own schema, dropped at
 //! the end.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::{HashMap, HashSet};

@@ -18,6 +18,10 @@
 //! - the canaries (subject, body, attachment, password) are nowhere in the
 //!   journal's data directory, the spool, or either process's logs.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../../proxy/tests/support/mod.rs"]
 mod support;
 

@@ -4,6 +4,10 @@
 //! personal value in clear on disk, a wrong master key refused, and a
 //! master key rotation.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::ffi::OsStr;

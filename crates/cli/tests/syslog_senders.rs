@@ -10,6 +10,10 @@
 //! Every message must arrive once and be searchable (`GET /v1/traces`).
 //! A missing binary prints a visible SKIP line (`.ci/run` installs them).
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::ffi::OsStr;

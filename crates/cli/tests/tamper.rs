@@ -15,6 +15,10 @@
 //! trace and seal it again, so only the commitments, tiles and checkpoints
 //! tell.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -8,6 +8,10 @@
 //! A retention change is an admin's, traced with its old and new value
 //! before it applies, and does not happen when it cannot be traced.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 

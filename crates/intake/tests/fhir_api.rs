@@ -5,6 +5,10 @@
 //! traced, and hostile input gets a precise OperationOutcome with nothing
 //! stored.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod fhir_common;
 
 use axum::http::StatusCode;

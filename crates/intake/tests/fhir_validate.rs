@@ -11,6 +11,10 @@
 //! the test says SKIP and passes; `REGISTRE_REQUIRE_FHIR_VALIDATOR=1` makes
 //! that a failure.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod fhir_common;
 
 use std::path::{Path, PathBuf};

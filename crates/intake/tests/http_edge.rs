@@ -2,6 +2,10 @@
 //! nothing, never echoes content, and never stops the server serving others.
 //! A storage failure answers 503, never 201.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use axum::body::Body;

@@ -19,6 +19,10 @@
 //! over `allOf`, `additionalProperties` and `propertyNames` schemas; not
 //! `pattern` nor `format`).
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 

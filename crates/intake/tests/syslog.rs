@@ -4,6 +4,10 @@
 //! stalling mid-frame, too many connections, a failing store) are counted,
 //! reported, never half-stored, and never disturb other senders.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,6 +1,10 @@
 //! TLS and mutual TLS: `server_config`, `serve_tls`, client certificates and
 //! their mapping to principals. Certificates are made here with rcgen.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

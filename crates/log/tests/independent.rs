@@ -8,6 +8,10 @@
 //! C2SP fixed the height at 8 and renamed `data` to `entries`. The checks
 //! below map one form to the other, and fail on any other difference.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use registre_log::checkpoint::{Checkpoint, open_checkpoint};
 use registre_log::merkle::{
     Hash, MemoryTree, consistency_proof, inclusion_proof, leaf_hash, verify_consistency,

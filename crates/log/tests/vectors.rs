@@ -5,6 +5,10 @@
 //! c2sp.org signed-note example, checkpoint bodies and the 16 signed
 //! serverless-log checkpoints, and the tlog-tiles path and tile-set examples.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

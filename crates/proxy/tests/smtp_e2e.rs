@@ -15,6 +15,10 @@
 //!
 //! Without the servers (or not as root) the test prints a `SKIP` line.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::path::Path;

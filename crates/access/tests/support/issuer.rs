@@ -42,6 +42,9 @@
 //! This is test code: it panics (with a message) on its own failures.
 
 #![allow(dead_code)]
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

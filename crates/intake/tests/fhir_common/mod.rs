@@ -3,6 +3,9 @@
 //! FHIR examples of `registre-audit`'s test data.
 
 #![allow(dead_code)]
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 

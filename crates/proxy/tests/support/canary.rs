@@ -2,6 +2,10 @@
 //! captured log output, and every byte a journal, a spool or a log left on
 //! disk.
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};

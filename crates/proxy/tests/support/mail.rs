@@ -31,6 +31,10 @@
 //! removes the directory (`REGISTRE_KEEP_MAIL_DIR=1` keeps it, to read the
 //! logs after a failure).
 
+// Test code: clippy's allow-unwrap/expect-in-tests covers #[test] functions
+// only, not an integration test's helpers (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
