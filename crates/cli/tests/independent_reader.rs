@@ -53,21 +53,21 @@ fn reader_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/readers/read_journal.py")
 }
 
-/// Whether `python3` with `cryptography` is here; says SKIP (or fails, when
+/// Whether `python3` with `cryptography` and `zstandard` is here; says SKIP (or fails, when
 /// required) otherwise.
 fn python_ready() -> bool {
     let require = std::env::var("REGISTRE_REQUIRE_INDEPENDENT_READER").is_ok_and(|v| v == "1");
     let probe = Command::new("python3")
         .args([
             "-c",
-            "import sys; from cryptography.hazmat.primitives.ciphers.aead import AESGCM; \
+            "import sys, zstandard; from cryptography.hazmat.primitives.ciphers.aead import AESGCM; \
              sys.exit(sys.version_info < (3, 8))",
         ])
         .output();
     let why = match probe {
         Ok(o) if o.status.success() => return true,
         Ok(o) => format!(
-            "python3 cannot import `cryptography` (or is older than 3.8): {}",
+            "python3 cannot import `cryptography` or `zstandard` (or is older than 3.8): {}",
             String::from_utf8_lossy(&o.stderr)
                 .lines()
                 .last()
@@ -79,7 +79,9 @@ fn python_ready() -> bool {
         !require,
         "REGISTRE_REQUIRE_INDEPENDENT_READER=1 but {why}; `.ci/run` installs it"
     );
-    eprintln!("SKIP: independent reader: {why}; `.ci/run` installs it (pip install cryptography)");
+    eprintln!(
+        "SKIP: independent reader: {why}; `.ci/run` installs them (pip install cryptography zstandard)"
+    );
     println!("SKIP: independent reader: {why}");
     false
 }

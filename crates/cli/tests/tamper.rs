@@ -333,18 +333,20 @@ fn segment_keys(data: &Path, log: &str, seg: &Path) -> SegmentKeys {
 /// The plaintext (salt ‖ JCS) of `record`, sealed for `log` at `index`.
 fn open_record(keys: &SegmentKeys, log: &str, index: u64, record: &[u8]) -> Vec<u8> {
     let mut r = record.to_vec();
-    keys.open(log, index, &mut r)
-        .unwrap_or_else(|| panic!("record of {log} index {index} opens"))
-        .to_vec()
+    let stored = keys
+        .open(log, index, &mut r)
+        .unwrap_or_else(|| panic!("record of {log} index {index} opens"));
+    // Format 3: salt ‖ zstd(JCS) at rest.
+    registre_store::at_rest::unpack_plaintext(stored).expect("decompresses")
 }
 
-/// `plain` sealed for `log` at `index` under a fresh nonce: nonce ‖
-/// ciphertext ‖ tag, as the store writes it.
+/// `plain` (salt ‖ JCS) compressed and sealed for `log` at `index` under a
+/// fresh nonce: nonce ‖ ciphertext ‖ tag, as the store writes it.
 fn seal_record(keys: &SegmentKeys, log: &str, index: u64, plain: &[u8]) -> Vec<u8> {
     let mut nonce = [0u8; NONCE_LEN];
     crypto::random(&mut nonce).expect("nonce");
     let mut out = nonce.to_vec();
-    out.extend_from_slice(plain);
+    out.extend_from_slice(&registre_store::at_rest::pack_plaintext(plain).expect("compresses"));
     let tag = keys.seal(log, index, nonce, &mut out[NONCE_LEN..]);
     out.extend_from_slice(&tag);
     out

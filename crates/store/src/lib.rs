@@ -27,6 +27,7 @@ pub mod vfs;
 /// embedded store's): a record's plaintext and commitment, the blind index
 /// values, and the authenticated purge history records.
 pub mod at_rest {
+    pub use crate::embedded::codec::{pack_plaintext, unpack_plaintext};
     pub use crate::embedded::index::{Key, Keys, key_hash, keys_of};
     pub use crate::embedded::log::{commitment, decode_record};
     pub use crate::embedded::purged::{History, Purged, RECORD_LEN as PURGE_RECORD_LEN};

@@ -3,13 +3,14 @@
 //! ```text
 //! segment  = header frame*
 //! header   = 64 bytes:
-//!   0  8  magic "RGSEG\0\0\x02"
+//!   0  8  magic "RGSEG\0\0\x03" (format 3; "…\x02" format 2)
 //!   8  8  first_index       u64 LE   index of the segment's first record
 //!   16 8  period_start      i64 LE   µs since the Unix epoch, UTC
 //!   24 1  class name length u8 (1..=32)
 //!   25 32 class name        ASCII, zero padded
 //!   57 1  kind            0 = a segment of the log, 1 = a hold segment
-//!   58 2  zero
+//!   58 1  record dictionary (format 3: 1 = records-v1; format 2: zero)
+//!   59 1  zero
 //!   60 4  crc32c of bytes 0..60, u32 LE
 //! frame    = 40-byte frame header, then body:
 //!   0  4  magic "RGFR"
@@ -24,7 +25,9 @@
 //!   record = nonce (12) ‖ AES-256-GCM(data key of the segment, nonce,
 //!            aad = "registre record v1\0" ‖ log (32, zero padded) ‖ index
 //!            u64 LE ‖ 5 zero bytes, plaintext = salt (16) ‖ JCS bytes of
-//!            the stored trace (salt excluded)) ‖ tag (16)
+//!            the stored trace (salt excluded)) ‖ tag (16); in format 3
+//!            the JCS bytes are zstd-compressed with the record dictionary
+//!            (`codec.rs`), the salt is not
 //! ```
 //!
 //! A frame is the unit of atomicity: one group commit writes one or more
@@ -37,7 +40,11 @@
 //! B followed by an intact frame whose `synced_upto` > B had been durable
 //! before that frame was written, so its damage is not a torn write.
 
-pub const SEGMENT_MAGIC: &[u8; 8] = b"RGSEG\0\0\x02";
+pub const SEGMENT_MAGIC: &[u8; 8] = b"RGSEG\0\0\x03";
+/// Format 2: records not compressed (read, never written).
+const SEGMENT_MAGIC_V2: &[u8; 8] = b"RGSEG\0\0\x02";
+/// The segment format written.
+pub const FORMAT: u8 = 3;
 /// The unencrypted development format, refused with a clear message.
 const SEGMENT_MAGIC_V1: &[u8; 8] = b"RGSEG\0\0\x01";
 /// Smallest record: nonce, salt, tag.
@@ -55,12 +62,19 @@ pub struct SegmentHeader {
     pub class: String,
     /// A hold segment (traces kept by a legal hold past their purge).
     pub hold: bool,
+    /// Segment format: 3 (records compressed) or 2.
+    pub version: u8,
 }
 
 impl SegmentHeader {
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
-        h[0..8].copy_from_slice(SEGMENT_MAGIC);
+        if self.version == 2 {
+            h[0..8].copy_from_slice(SEGMENT_MAGIC_V2);
+        } else {
+            h[0..8].copy_from_slice(SEGMENT_MAGIC);
+            h[58] = super::codec::DICTIONARY;
+        }
         h[8..16].copy_from_slice(&self.first_index.to_le_bytes());
         h[16..24].copy_from_slice(&self.period_start.to_le_bytes());
         let name = self.class.as_bytes();
@@ -82,9 +96,11 @@ impl SegmentHeader {
                 "segment written by an unencrypted development build (format 1); not readable by this version",
             );
         }
-        if &h[0..8] != SEGMENT_MAGIC {
-            return Err("not a registre segment (bad magic)");
-        }
+        let version = match &h[0..8] {
+            m if m == SEGMENT_MAGIC => 3,
+            m if m == SEGMENT_MAGIC_V2 => 2,
+            _ => return Err("not a registre segment (bad magic)"),
+        };
         if crc32c::crc32c(&h[0..60]) != u32_at(h, 60) {
             return Err("segment header checksum mismatch");
         }
@@ -100,11 +116,15 @@ impl SegmentHeader {
             1 => true,
             _ => return Err("unknown segment kind in segment header"),
         };
+        if version == 3 && h[58] != super::codec::DICTIONARY {
+            return Err("segment compressed with a record dictionary this version does not know");
+        }
         Ok(SegmentHeader {
             first_index: u64_at(h, 8),
             period_start: u64_at(h, 16) as i64,
             class,
             hold,
+            version,
         })
     }
 }
@@ -260,6 +280,7 @@ mod tests {
             period_start: 1_700_000_000_000_000,
             class: "mss".into(),
             hold: true,
+            version: FORMAT,
         };
         let bytes = h.encode();
         assert_eq!(SegmentHeader::decode(&bytes), Ok(h));

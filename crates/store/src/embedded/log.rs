@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use registre_model::{Action, ClassName, Salt, StoredTrace, Trace, format_received_at};
 use tokio::sync::{mpsc, oneshot};
 
+use super::codec::{self, Packer};
 use super::format::{
     FRAME_HEADER_LEN, FrameHeader, FrameWriter, HEADER_LEN, MAX_FRAME_BODY, SegmentHeader,
 };
@@ -410,6 +411,14 @@ impl Log {
                         offset: loc.offset,
                         reason: format!("record {i} does not open with its data key"),
                     })?;
+                let mut scratch = Vec::new();
+                let plain = codec::plaintext(plain, seg.header.version, &mut scratch).map_err(
+                    |reason| OpenError::Corrupt {
+                        path: seg.path.clone(),
+                        offset: loc.offset,
+                        reason: format!("record {i}: {reason}"),
+                    },
+                )?;
                 Ok(commitment(plain))
             })?
         };
@@ -441,6 +450,11 @@ impl Log {
             hold_gen,
             poison: poison.clone(),
             frame: FrameWriter::new(),
+            packer: Packer::new().map_err(|source| OpenError::Io {
+                path: PathBuf::from("<record compressor>"),
+                source,
+            })?,
+            jcs: Vec::with_capacity(4096),
             synced: synced_tx,
             spare: spare_rx,
         };
@@ -708,6 +722,8 @@ fn read_record(
         .keys
         .open(log.as_str(), index, buf)
         .ok_or_else(|| corrupt("the record does not open with its data key".into()))?;
+    let mut scratch = Vec::new();
+    let plain = codec::plaintext(plain, seg.header.version, &mut scratch).map_err(corrupt)?;
     decode_record(plain).map_err(corrupt)
 }
 
@@ -755,6 +771,7 @@ fn scan(
     let mut pos = HEADER_LEN as u64;
     let mut next = header.first_index;
     let mut body = Vec::new();
+    let mut scratch = Vec::new();
     let corrupt = |offset: u64, reason: String| OpenError::Corrupt {
         path: path.to_owned(),
         offset,
@@ -837,6 +854,8 @@ fn scan(
                     format!("record {expect} does not open with its data key (altered, or moved)"),
                 )
             })?;
+            let plain = codec::plaintext(plain, header.version, &mut scratch)
+                .map_err(|r| corrupt(frame_start, format!("record {expect}: {r}")))?;
             let r = decode_record(plain).map_err(|r| corrupt(frame_start, r))?;
             if r.trace.index != expect || r.trace.log != *name {
                 return Err(corrupt(
@@ -901,6 +920,15 @@ pub fn commitment(record: &[u8]) -> Hash {
     sha2::Sha256::digest(record).into()
 }
 
+/// [`commitment`] of `salt ‖ jcs`, given apart.
+fn commitment_of_parts(salt: &[u8], jcs: &[u8]) -> Hash {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(salt);
+    h.update(jcs);
+    h.finalize().into()
+}
+
 fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
 }
@@ -942,6 +970,10 @@ struct Writer {
     hold_gen: u32,
     poison: Poison,
     frame: FrameWriter,
+    /// Compresses records (format 3).
+    packer: Packer,
+    /// A trace's JCS bytes, before compression.
+    jcs: Vec<u8>,
     synced: std::sync::mpsc::SyncSender<ToSync>,
     /// Frame buffers handed back by the syncer, to reuse.
     spare: std::sync::mpsc::Receiver<Vec<u8>>,
@@ -1113,11 +1145,23 @@ impl Writer {
                 self.frame.buf.extend_from_slice(&nonce);
                 let plain_start = self.frame.buf.len();
                 self.frame.buf.extend_from_slice(&rnd[..16]);
-                stored.write_canonical(&mut self.frame.buf);
-                // Hashed and sealed here, while the syncer waits on the
-                // previous group's fsync: the two overlap on two cores.
-                if self.opts.merkle {
-                    commitments.push(commitment(&self.frame.buf[plain_start..]));
+                // Hashed, compressed and sealed here, while the syncer waits
+                // on the previous group's fsync: the two overlap on two cores.
+                if seg.header.version >= 3 {
+                    self.jcs.clear();
+                    stored.write_canonical(&mut self.jcs);
+                    if self.opts.merkle {
+                        commitments.push(commitment_of_parts(&rnd[..16], &self.jcs));
+                    }
+                    if let Err(e) = self.packer.pack(&self.jcs, &mut self.frame.buf) {
+                        replies.push((req.reply, Vec::new()));
+                        return Err((e, replies.into_iter().map(|(r, _)| r).collect()));
+                    }
+                } else {
+                    stored.write_canonical(&mut self.frame.buf);
+                    if self.opts.merkle {
+                        commitments.push(commitment(&self.frame.buf[plain_start..]));
+                    }
                 }
                 let tag = if self.opts.at_rest_crypto {
                     seg.keys.seal(
@@ -1219,6 +1263,7 @@ impl Writer {
             period_start,
             class: self.name.as_str().to_owned(),
             hold: false,
+            version: super::format::FORMAT,
         };
         let stem = format!("{:020}", self.next_index);
         let path = self.dir.join(format!("{stem}.seg"));
@@ -1737,6 +1782,7 @@ impl Writer {
         let ix = seg.index();
         let mut out = Vec::new();
         let mut buf = Vec::new();
+        let mut scratch = Vec::new();
         let frames = ix.frames().map_err(|e| e.to_string())?;
         let mut frame = 0usize;
         for p in 0..ix.len() {
@@ -1757,6 +1803,8 @@ impl Writer {
                 .keys
                 .open(self.name.as_str(), index, &mut buf)
                 .ok_or_else(|| format!("record {index} does not open with its data key"))?;
+            let plain = codec::plaintext(plain, seg.header.version, &mut scratch)
+                .map_err(|e| format!("record {index}: {e}"))?;
             let rec = decode_record(plain)?;
             let keep = (seg.gen_ != 0 && received_at >= order.cutoff)
                 || filters
@@ -1843,6 +1891,7 @@ impl Writer {
             period_start,
             class: self.name.as_str().to_owned(),
             hold: true,
+            version: super::format::FORMAT,
         };
         let mut w = FrameWriter::new();
         let mut ix = SegIndex::default();
@@ -1858,7 +1907,10 @@ impl Writer {
             nonce.copy_from_slice(&nonces[i * NONCE_LEN..(i + 1) * NONCE_LEN]);
             w.buf.extend_from_slice(&nonce);
             let plain_start = w.buf.len();
-            w.buf.extend_from_slice(&k.plain);
+            // salt ‖ zstd(JCS): the hold segment is format 3.
+            let salt_len = k.plain.len().min(16);
+            w.buf.extend_from_slice(&k.plain[..salt_len]);
+            self.packer.pack(&k.plain[salt_len..], &mut w.buf)?;
             let tag = keys.seal(
                 self.name.as_str(),
                 k.index,

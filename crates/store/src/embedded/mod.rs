@@ -20,6 +20,7 @@
 //! 5. Recovery truncates a torn tail of the newest segment only; damage
 //!    anywhere else is corruption and stops the open with its location.
 
+pub(crate) mod codec;
 mod format;
 pub(crate) mod index;
 pub(crate) mod log;

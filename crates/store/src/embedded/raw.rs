@@ -503,6 +503,9 @@ impl DirReader {
                         format!("record {index} does not open with its data key"),
                     )
                 })?;
+                let mut scratch = Zeroizing::new(Vec::new());
+                let plain = super::codec::plaintext(plain, header.version, &mut scratch)
+                    .map_err(|why| corrupt(&path, format!("record {index}: {why}")))?;
                 let plain = Zeroizing::new(plain.to_vec());
                 let decoded = super::log::decode_record(&plain)
                     .map_err(|why| corrupt(&path, format!("record {index}: {why}")))?;
@@ -609,6 +612,8 @@ pub struct DirWriter {
     master: std::sync::Arc<MasterKey>,
     /// The segment being written per log: (log, stem, file bytes so far).
     current: Option<Building>,
+    /// Compresses records (format 3).
+    packer: super::codec::Packer,
 }
 
 struct Building {
@@ -714,6 +719,8 @@ impl DirWriter {
             staging,
             master,
             current: None,
+            packer: super::codec::Packer::new()
+                .map_err(|e| RawError::Key(format!("cannot start the record compressor: {e}")))?,
         })
     }
 
@@ -759,6 +766,7 @@ impl DirWriter {
             period_start: part.period_start,
             class: log.to_owned(),
             hold: part.hold_gen != 0,
+            version: super::format::FORMAT,
         };
         self.current = Some(Building {
             log: log.to_owned(),
@@ -794,7 +802,12 @@ impl DirWriter {
         let start = b.frame.open_record();
         b.frame.buf.extend_from_slice(&nonce);
         let p = b.frame.buf.len();
-        b.frame.buf.extend_from_slice(&rec.plain);
+        // Format 3: salt ‖ zstd(JCS).
+        let salt_len = rec.plain.len().min(16);
+        b.frame.buf.extend_from_slice(&rec.plain[..salt_len]);
+        self.packer
+            .pack(&rec.plain[salt_len..], &mut b.frame.buf)
+            .map_err(|e| RawError::Key(format!("cannot compress a record: {e}")))?;
         let tag = b.keys.seal(&b.log, rec.index, nonce, &mut b.frame.buf[p..]);
         b.frame.buf.extend_from_slice(&tag);
         b.frame.close_record(start);

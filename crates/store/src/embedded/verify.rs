@@ -289,6 +289,7 @@ fn verify_log(
         // The segment's index rebuilt from its records, to compare with its
         // index file (only when every record opened and decoded).
         let mut six = SegIndex::default();
+        let mut scratch = Vec::new();
         let mut six_ok = keys.is_some();
         while pos < raw.len() {
             let at = format!("{} byte {pos}", rel(&path));
@@ -368,7 +369,20 @@ fn verify_log(
                             six_ok = false;
                             continue;
                         };
-                        let plain: &[u8] = plain;
+                        let plain =
+                            match super::codec::plaintext(plain, header.version, &mut scratch) {
+                                Ok(p) => p,
+                                Err(why) => {
+                                    fail(
+                                        format!("{} byte {}", rel(&path), body_start + off),
+                                        format!("record of index {index}: {why}"),
+                                    );
+                                    put(&mut from_records, index, Slot::Bad);
+                                    lr.traces += 1;
+                                    six_ok = false;
+                                    continue;
+                                }
+                            };
                         match serde_json::from_slice::<StoredTrace>(&plain[16..]) {
                             Ok(t) if t.index == index && t.log.as_str() == log => {
                                 if is_hold {
