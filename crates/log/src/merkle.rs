@@ -47,6 +47,19 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
     h.finalize().into()
 }
 
+/// The 32-byte hashes a byte string holds back to back (a trailing partial
+/// hash is ignored: callers check the length).
+pub fn hashes(bytes: &[u8]) -> Vec<Hash> {
+    bytes
+        .chunks_exact(32)
+        .map(|c| {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(c);
+            h
+        })
+        .collect()
+}
+
 /// Read access to the hashes of a Merkle tree.
 pub trait HashReader {
     /// The hash of the complete, aligned subtree of `2^level` leaves starting

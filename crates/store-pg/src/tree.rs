@@ -375,14 +375,7 @@ async fn fetch_tiles<C: GenericClient + Sync>(
                 log.name
             )));
         }
-        let hashes: Vec<Hash> = raw
-            .chunks_exact(32)
-            .map(|c| {
-                let mut h = [0u8; 32];
-                h.copy_from_slice(c);
-                h
-            })
-            .collect();
+        let hashes: Vec<Hash> = registre_log::merkle::hashes(&raw);
         out.insert(
             TileKey {
                 level: level as u8,

@@ -785,15 +785,7 @@ impl LogCheck<'_> {
                 continue;
             }
             let tile = if hashes.len() == 256 * 32 {
-                Ok(hashes
-                    .chunks_exact(32)
-                    .map(|c| {
-                        let mut h = [0u8; 32];
-                        h.copy_from_slice(c);
-                        h
-                    })
-                    .collect::<Vec<Hash>>()
-                    .into())
+                Ok(registre_log::merkle::hashes(hashes).into())
             } else {
                 Err("malformed tile row".to_owned())
             };

@@ -413,15 +413,12 @@ impl SealedIndex {
     }
 
     fn frame(&self, f: u32) -> std::io::Result<Frame> {
-        let mut b = [0u8; FRAME_ENTRY];
-        self.file
-            .read_exact_at(&mut b, self.frames_at + FRAME_ENTRY as u64 * u64::from(f))?;
-        Ok(Frame {
-            pos: le_u32(&b, 0),
-            received_at: le_u64(&b, 4) as i64,
-            occ_min: le_u64(&b, 12) as i64,
-            occ_max: le_u64(&b, 20) as i64,
-        })
+        Ok(self.frames_range(f, f + 1)?.pop().unwrap_or(Frame {
+            pos: 0,
+            received_at: i64::MIN,
+            occ_min: i64::MAX,
+            occ_max: i64::MIN,
+        }))
     }
 
     /// Frames `from..to`, in one read.

@@ -284,42 +284,27 @@ impl Log {
                 });
             }
             let keys = load_keys(&*vfs, &opts, &name, &stem_of(fname), &path)?;
-            if !is_last {
-                // Sealed: its index file, or the index rebuilt from it.
-                let (index, end, next) =
-                    open_sealed(&*vfs, &path, &*file, &header, len, &name, &keys)?;
-                if let Some(t) = index.last_received_at() {
-                    last_time = last_time.max(t);
-                }
-                next_index = next;
-                write_pos = end;
-                segments.push(Arc::new(Segment {
-                    header,
-                    path,
-                    gen_: 0,
-                    file,
-                    keys: Arc::new(keys),
-                    index: RwLock::new(index),
-                    durable_upto: AtomicU64::new(end),
-                }));
-                continue;
-            }
-            let (index, end, next) = scan(&path, &*file, &header, len, is_last, &name, &keys)?;
-            let index = SegIx::Live(index);
-            // What we read may be in the page cache only (written by a process
-            // that crashed before its sync): make it durable before anyone
-            // can see it.
-            file.sync_data().map_err(io(&path))?;
-            if end < len {
-                tracing::warn!(
-                    segment = %path.display(),
-                    kept = end,
-                    dropped = len - end,
-                    "truncating a torn tail left by a crash"
-                );
-                file.set_len(end).map_err(io(&path))?;
+            let (index, end, next) = if is_last {
+                let (index, end, next) = scan(&path, &*file, &header, len, is_last, &name, &keys)?;
+                // What we read may be in the page cache only (written by a
+                // process that crashed before its sync): make it durable
+                // before anyone can see it.
                 file.sync_data().map_err(io(&path))?;
-            }
+                if end < len {
+                    tracing::warn!(
+                        segment = %path.display(),
+                        kept = end,
+                        dropped = len - end,
+                        "truncating a torn tail left by a crash"
+                    );
+                    file.set_len(end).map_err(io(&path))?;
+                    file.sync_data().map_err(io(&path))?;
+                }
+                (SegIx::Live(index), end, next)
+            } else {
+                // Sealed: its index file, or the index rebuilt from it.
+                open_sealed(&*vfs, &path, &*file, &header, len, &name, &keys)?
+            };
             if let Some(t) = index.last_received_at() {
                 last_time = last_time.max(t);
             }

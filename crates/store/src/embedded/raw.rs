@@ -366,14 +366,7 @@ impl DirReader {
                 ),
             ));
         }
-        let entries: Vec<Hash> = raw
-            .chunks_exact(32)
-            .map(|c| {
-                let mut h = [0u8; 32];
-                h.copy_from_slice(c);
-                h
-            })
-            .collect();
+        let entries: Vec<Hash> = registre_log::merkle::hashes(&raw);
         let files = TileFiles::open(&dir).map_err(|e| corrupt(&dir, format!("tiles: {e}")))?;
         let mut tiles = Vec::new();
         for level in 0..super::tiles::LEVELS {
@@ -846,14 +839,7 @@ impl DirWriter {
             if hashes.len() != TILE_RECORD - 16 {
                 return Err(corrupt(&dir, format!("tile {l}/{n} is not a full tile")));
             }
-            let hashes: Vec<Hash> = hashes
-                .chunks_exact(32)
-                .map(|c| {
-                    let mut h = [0u8; 32];
-                    h.copy_from_slice(c);
-                    h
-                })
-                .collect();
+            let hashes: Vec<Hash> = registre_log::merkle::hashes(hashes);
             super::tiles::encode(
                 out,
                 TileKey {

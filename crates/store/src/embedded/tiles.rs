@@ -64,14 +64,7 @@ pub fn decode(rec: &[u8]) -> Result<(TileKey, FullTile), &'static str> {
         level: rec[0],
         index: u64::from_le_bytes(n),
     };
-    let hashes: Vec<Hash> = rec[12..TILE_RECORD - 4]
-        .chunks_exact(32)
-        .map(|c| {
-            let mut h = [0u8; 32];
-            h.copy_from_slice(c);
-            h
-        })
-        .collect();
+    let hashes: Vec<Hash> = registre_log::merkle::hashes(&rec[12..TILE_RECORD - 4]);
     Ok((key, hashes.into()))
 }
 

@@ -493,13 +493,7 @@ fn verify_log(
                     format!("length {} is not a multiple of 32", raw.len()),
                 );
             }
-            raw.chunks_exact(32)
-                .map(|c| {
-                    let mut h = [0u8; 32];
-                    h.copy_from_slice(c);
-                    h
-                })
-                .collect()
+            registre_log::merkle::hashes(&raw)
         }
         Err(e) => {
             fail(rel(&ep), format!("cannot read: {e}"));
