@@ -187,6 +187,7 @@ impl Log {
                     shred(&*vfs, &opts.key_dir, &stem_of(&fname)).map_err(io(&opts.key_dir))?;
                     vfs.remove(&dir.join(&fname)).map_err(io(&dir))?;
                     remove_index(&*vfs, &dir.join(&fname)).map_err(io(&dir))?;
+                    remove_torn(&*vfs, &dir, &fname).map_err(io(&dir))?;
                 }
                 Some(SegName::Log(first)) => regular.push((first, fname)),
                 Some(SegName::Hold(g)) if !live_holds.contains(&g) => {
@@ -266,7 +267,8 @@ impl Log {
                 Err(_) if half_created => {
                     // Crash while creating the newest segment: it holds
                     // no frame, so nothing acknowledged; drop it.
-                    tracing::warn!(segment = %path.display(), "removing a segment left half-created by a crash");
+                    tracing::warn!(segment = %path.display(), "moving aside a segment left half-created by a crash");
+                    quarantine(&*vfs, &dir, fname, &*file, 0, len).map_err(io(&path))?;
                     vfs.remove(&path).map_err(io(&path))?;
                     vfs.sync_dir(&dir).map_err(io(&dir))?;
                     continue;
@@ -295,8 +297,11 @@ impl Log {
                         segment = %path.display(),
                         kept = end,
                         dropped = len - end,
-                        "truncating a torn tail left by a crash"
+                        "truncating a torn tail left by a crash (its bytes kept in torn/)"
                     );
+                    // Never repair by deleting: the bytes cut off are kept,
+                    // durably, before the cut.
+                    quarantine(&*vfs, &dir, fname, &*file, end, len).map_err(io(&path))?;
                     file.set_len(end).map_err(io(&path))?;
                     file.sync_data().map_err(io(&path))?;
                 }
@@ -1462,6 +1467,50 @@ fn hold_stem(gen_: u32) -> String {
     format!("hold-{gen_:06}")
 }
 
+/// Copies bytes `from..to` of a segment that recovery is about to cut off
+/// (a torn tail) or remove (a half-created segment) to
+/// `<log>/torn/<segment file>.<from>`, synced, so recovery never destroys a
+/// byte: what it took for a torn write stays available to an operator or
+/// an investigator (`registre verify --data` mentions these files).
+fn quarantine(
+    vfs: &dyn Vfs,
+    dir: &std::path::Path,
+    fname: &str,
+    file: &dyn VFile,
+    from: u64,
+    to: u64,
+) -> std::io::Result<()> {
+    let tdir = dir.join("torn");
+    vfs.create_dir_all(&tdir)?;
+    let mut bytes = vec![0u8; usize::try_from(to.saturating_sub(from)).unwrap_or(0)];
+    file.read_exact_at(&mut bytes, from)?;
+    let out = vfs.open(&tdir.join(format!("{fname}.{from}")), true)?;
+    out.set_len(0)?;
+    out.write_all_at(&bytes, 0)?;
+    out.sync_data()?;
+    vfs.sync_dir(&tdir)?;
+    vfs.sync_dir(dir)
+}
+
+/// Removes what recovery kept of segment `fname` in `torn/` (its purge
+/// shreds the key those bytes are sealed with: they go with it).
+fn remove_torn(vfs: &dyn Vfs, dir: &std::path::Path, fname: &str) -> std::io::Result<()> {
+    let tdir = dir.join("torn");
+    let names = match vfs.list(&tdir) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let prefix = format!("{fname}.");
+    for n in names {
+        let base = n.rsplit('/').next().unwrap_or(&n);
+        if base.starts_with(&prefix) {
+            vfs.remove(&tdir.join(base))?;
+        }
+    }
+    Ok(())
+}
+
 /// Removes the index file of the segment at `seg_path`, if any.
 fn remove_index(vfs: &dyn Vfs, seg_path: &std::path::Path) -> std::io::Result<()> {
     let ip = seg_path.with_extension("idx");
@@ -1851,6 +1900,7 @@ impl Writer {
         shred(&*self.vfs, &self.opts.key_dir, &stem)?;
         self.vfs.remove(&seg.path)?;
         remove_index(&*self.vfs, &seg.path)?;
+        remove_torn(&*self.vfs, &self.dir, &format!("{stem}.seg"))?;
         self.vfs.sync_dir(&self.dir)?;
         let added = new.as_ref().map_or(0, |n| n.file.len().unwrap_or(0));
         self.bytes.fetch_add(added, Ordering::Relaxed);

@@ -204,6 +204,20 @@ fn verify_log(
         ));
     }
 
+    // 0c. Bytes recovery cut off (a torn tail, a half-created segment),
+    // kept in torn/ rather than destroyed.
+    if let Ok(torn) = std::fs::read_dir(dir.join("torn")) {
+        let n = torn.flatten().count();
+        if n > 0 {
+            notes.push(format!(
+                "log {log}: {n} file(s) in {}: bytes a recovery cut off as a torn write, kept \
+                 rather than destroyed (sealed with their segment's key; removed when that \
+                 segment is purged)",
+                rel(&dir.join("torn"))
+            ));
+        }
+    }
+
     // 1. Segments → commitments recomputed from the records.
     let mut from_records: Vec<Slot> = Vec::new();
     // Index ranges whose bytes are damaged (reported already).
