@@ -388,7 +388,7 @@ impl Default for StoreConfig {
             schema: "registre".into(),
             pool_size: 8,
             segment_period: "1 day".into(),
-            max_segment_mib: 128,
+            max_segment_mib: 32,
             checkpoint_interval: "10 seconds".into(),
             master_key_file: None,
         }

@@ -99,7 +99,7 @@ impl EmbeddedOptions {
         EmbeddedOptions {
             classes,
             segment_period_secs: 86_400,
-            max_segment_bytes: 128 << 20,
+            max_segment_bytes: 32 << 20,
             max_group: 100_000,
             instance: "localhost".to_owned(),
             checkpoint_interval: std::time::Duration::from_secs(10),
