@@ -400,7 +400,9 @@ async fn the_scan_budget_bounds_each_call() {
 
 /// Rough figures, not a benchmark (`cargo test -p registre-store-pg --test
 /// search -- --ignored --nocapture`; `REGISTRE_PG_SEARCH_TRACES`, default
-/// 200,000): first pages by actor over that many traces of 10,000 actors.
+/// 200,000): first pages by actor over that many traces of 10,000 actors,
+/// before and after `ANALYZE`, then the same rows read from the leaf table
+/// by one bare prepared statement (nothing opened).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement"]
 async fn search_latency() {
@@ -466,4 +468,43 @@ async fn search_latency() {
             p(0.99)
         );
     }
+    // The bare leaf next to it: one prepared index scan, rows not opened.
+    let leaf: String = c
+        .query_one("SELECT relname FROM partitions LIMIT 1", &[])
+        .await
+        .expect("leaf")
+        .get(0);
+    let blinds: Vec<i64> = c
+        .query(
+            &format!("SELECT actor FROM {leaf} ORDER BY random() LIMIT 2000"),
+            &[],
+        )
+        .await
+        .expect("blinds")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let stmt = c
+        .prepare(&format!(
+            "SELECT idx, received_at, record FROM {leaf} WHERE actor = $1 \
+             ORDER BY idx DESC LIMIT 51"
+        ))
+        .await
+        .expect("prepare");
+    let mut lat = Vec::new();
+    for (i, b) in blinds.iter().enumerate() {
+        let t = std::time::Instant::now();
+        let rows = c.query(&stmt, &[b]).await.expect("query");
+        if i >= 100 {
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        std::hint::black_box(rows);
+    }
+    lat.sort_by(f64::total_cmp);
+    let p = |f: f64| lat[((lat.len() as f64 * f) as usize).min(lat.len() - 1)];
+    eprintln!(
+        "the bare leaf, same rows: p50 {:.3} ms, p99 {:.3} ms",
+        p(0.5),
+        p(0.99)
+    );
 }
