@@ -504,7 +504,11 @@ async fn short_write_at_every_offset_of_a_frame() {
         if got == acked {
             assert_eq!(len, durable_len, "n={n}: torn tail not truncated");
             // …but kept: recovery never destroys a byte.
-            let name = seg.file_name().expect("name").to_string_lossy().into_owned();
+            let name = seg
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
             let kept = seg
                 .parent()
                 .expect("log dir")
@@ -512,7 +516,11 @@ async fn short_write_at_every_offset_of_a_frame() {
                 .join(format!("{name}.{durable_len}"));
             if n > 0 {
                 let torn = vfs.contents(&kept).unwrap_or_default();
-                assert_eq!(torn.len() as u64, n.min(frame_len + SLACK), "n={n}: torn bytes kept");
+                assert_eq!(
+                    torn.len() as u64,
+                    n.min(frame_len + SLACK),
+                    "n={n}: torn bytes kept"
+                );
             }
         } else {
             // The whole frame reached the file: it may surface, whole.
