@@ -184,7 +184,7 @@ pub async fn migrate(
     }
     let mut source = match from {
         Endpoint::Dir(d) => Source::Dir(DirReader::open(d, master.clone())?),
-        Endpoint::Pg { url, schema } => Source::Pg(PgReader::open(url, schema, &master).await?),
+        Endpoint::Pg { url, schema } => Source::Pg(Box::new(PgReader::open(url, schema, &master).await?)),
     };
     let journal = source.journal(&master).await?;
     check_source(&journal)?;
@@ -375,7 +375,7 @@ fn dir_root(dir: &Path, log: &str, size: u64) -> Result<Hash, String> {
 
 enum Source {
     Dir(DirReader),
-    Pg(PgReader),
+    Pg(Box<PgReader>),
 }
 
 impl Source {

@@ -375,7 +375,7 @@ async fn fetch_tiles<C: GenericClient + Sync>(
                 log.name
             )));
         }
-        let hashes: Vec<Hash> = registre_log::merkle::hashes(&raw);
+        let hashes: Vec<Hash> = registre_log::merkle::hashes(raw);
         out.insert(
             TileKey {
                 level: level as u8,
