@@ -2,41 +2,45 @@
 //! connection.
 //!
 //! A log's traces live in units: its live partitions (disjoint index
-//! ranges, newer partitions higher) and, below all of them, the traces legal
-//! holds kept (`held`, one hold generation per key). Blind values are
-//! per unit (each unit has its own index key), so each unit is one branch
-//! of the statement, with its own blind values as parameters:
+//! ranges, newer partitions higher, each a leaf table with its own index
+//! key) and, below all of them, the traces legal holds kept (`held`, one
+//! key per hold generation). Blind values depend on the key, so each
+//! partition is one branch of the statement with its own blind values as
+//! parameters, and the held traces one more with every generation's:
 //!
 //! ```sql
-//! (SELECT 0 AS u, idx, received_at, 0::int8 AS aux, record FROM traces
-//!   WHERE log = 1 AND period = 1767225600000000 AND actor = $3 AND idx < $1
-//!   ORDER BY idx DESC LIMIT $2)                 -- a log with one unit
+//! (SELECT 0 AS u, idx, received_at, 0::int8 AS aux, record
+//!  FROM traces_1_1767225600 WHERE TRUE AND actor = $3
+//!  AND idx < $1 ORDER BY idx DESC LIMIT $2)        -- a log with one unit
 //! UNION ALL
 //! (SELECT u, idx, received_at, aux, record FROM (
-//!    (SELECT 1 AS u, … FROM traces WHERE log = 2 AND period = … LIMIT $5)
-//!    UNION ALL (SELECT 2 AS u, … FROM held WHERE log = 2 AND gen = 3 …))
-//!  s ORDER BY idx DESC LIMIT $5)               -- a log with several units
+//!    (SELECT 1 AS u, … FROM traces_2_1767225600 WHERE TRUE AND actor = $6 …)
+//!    UNION ALL (SELECT 2 AS u, idx, received_at, gen::int8 AS aux, record
+//!               FROM held WHERE log = 2 AND actor = ANY($7::int8[]) …))
+//!  s ORDER BY idx DESC LIMIT $5)                  -- a log with several
 //! UNION ALL (SELECT -1, id::int8, size, hold_gen::int8, NULL::bytea
 //!            FROM logs WHERE id IN (1, 2))
 //! UNION ALL (SELECT -2, log::int8, max(first_index), count(*), NULL::bytea
 //!            FROM partitions WHERE log IN (1, 2) GROUP BY log)
 //! ```
 //!
-//! Log ids and periods are written in the text (they are not personal, and
-//! constants let PostgreSQL prune `traces` to one leaf per branch when it
-//! plans); everything else is a parameter. Each branch is an index scan
-//! backwards (`(actor, idx)`, `(mailbox, idx)`, `(patient, idx)` or the
-//! primary key) that stops after its `LIMIT`; each log's rows are cut to
-//! its batch, newest first.
+//! Table names and log ids are written in the text (they are not
+//! personal); everything else is a parameter. Each partition's branch is
+//! an index scan backwards on `(actor, idx)`, `(mailbox, idx)`,
+//! `(patient, idx)` (no other condition competes with it) or, without a
+//! blind value, on the primary key, that stops after its `LIMIT`; each
+//! log's rows are cut to its batch, newest first. A first search reads at
+//! most [`FIRST_WINDOW`] partitions per log.
 //!
 //! The last two branches read, in the same snapshot, each log's size (the
 //! bound a first page starts from, as before) and a signature of its units
 //! (newest partition, number of partitions, newest hold generation): this
 //! node builds the statement from the units it last saw
 //! ([`UnitCache`]); when the signature differs (an append opened a
-//! partition, a purge dropped one or wrote a hold generation, on any node)
-//! it reads the units again and re-runs the statement. So a page costs one
-//! round trip, and one more after such a change.
+//! partition, a purge dropped one or wrote a hold generation, on any node),
+//! or a table it names was dropped, it reads the units again and re-runs
+//! the statement. So a page costs one round trip, and one more after such
+//! a change.
 //!
 //! Rows are opened lazily: logs are merged by reception time (newest first,
 //! then the order of the logs, then the index) from each log's next
@@ -220,10 +224,23 @@ fn unavailable(e: PgError) -> SearchError {
 /// One statement: its text, parameters, and what its rows mean.
 struct Plan {
     sql: String,
-    params: Vec<i64>,
-    /// Per branch (`u`): the run it reads and the unit's keys.
-    branches: Vec<(usize, Arc<SegmentKeys>)>,
+    params: Vec<Param>,
+    /// Per branch (`u`): the run it reads and its partition's keys (`None`:
+    /// the log's held traces, opened with their generation's keys).
+    branches: Vec<(usize, Option<Arc<SegmentKeys>>)>,
     logs: Vec<LogPlan>,
+}
+
+enum Param {
+    One(i64),
+    Many(Vec<i64>),
+}
+
+impl Plan {
+    fn push(&mut self, p: Param) -> usize {
+        self.params.push(p);
+        self.params.len()
+    }
 }
 
 struct LogPlan {
@@ -247,12 +264,12 @@ impl Plan {
         };
         let mut time = String::new();
         if let Some(s) = q.since {
-            plan.params.push(s);
-            let _ = write!(time, " AND received_at >= ${}", plan.params.len());
+            let k = plan.push(Param::One(s));
+            let _ = write!(time, " AND received_at >= ${k}");
         }
         if let Some(u) = q.until {
-            plan.params.push(u);
-            let _ = write!(time, " AND received_at < ${}", plan.params.len());
+            let k = plan.push(Param::One(u));
+            let _ = write!(time, " AND received_at < ${k}");
         }
         let mut parts_sql: Vec<String> = Vec::new();
         for &li in need {
@@ -265,7 +282,7 @@ impl Plan {
             let lp = LogPlan {
                 run: li,
                 n: r.batch,
-                branches: window.len() + gens.len(),
+                branches: window.len() + usize::from(!gens.is_empty()),
                 end,
                 oldest: window.last().map(|p| p.first),
             };
@@ -273,47 +290,67 @@ impl Plan {
                 plan.logs.push(lp);
                 continue;
             }
-            plan.params.push(below);
-            let b = plan.params.len();
-            plan.params.push(r.batch as i64);
-            let n = plan.params.len();
+            let b = plan.push(Param::One(below));
+            let n = plan.push(Param::One(r.batch as i64));
+            let tail = format!("{time} AND idx < ${b} ORDER BY idx DESC LIMIT ${n})");
             let mut branches = Vec::with_capacity(lp.branches);
-            let units = window
-                .iter()
-                .map(|p| (Unit::Part(p), &p.keys))
-                .chain(gens.iter().map(|g| (Unit::Held(r.log.id, g.gen_), &g.keys)));
-            for (unit, keys) in units {
+            for p in window {
                 let u = plan.branches.len();
-                plan.branches.push((li, keys.clone()));
-                let mut conds = Vec::with_capacity(4);
-                for (column, blind) in blinds(q, keys) {
-                    plan.params.push(blind);
-                    conds.push(format!("{column} = ${}", plan.params.len()));
+                plan.branches.push((li, Some(p.keys.clone())));
+                let mut conds = String::new();
+                for (column, blind) in blinds(q, &p.keys) {
+                    let k = plan.push(Param::One(blind));
+                    let _ = write!(conds, " AND {column} = ${k}");
                 }
-                let from = match unit {
-                    // The leaf itself: PostgreSQL plans one table. With a
-                    // blind value, no (log, period) condition, so the only
-                    // index that fits is the blind value's `(value, idx)`
-                    // (those two conditions, always true in a leaf, would
-                    // look selective to the planner before the leaf is
-                    // analysed, and tempt it into reading the leaf through
-                    // its primary key); without one, they let the primary
-                    // key give the order.
-                    Unit::Part(p) if conds.is_empty() => format!(
+                // The leaf itself: PostgreSQL plans one table. With a blind
+                // value, no (log, period) condition, so the only index that
+                // fits is the blind value's `(value, idx)` (those two
+                // conditions, always true in a leaf, would look selective
+                // to the planner before the leaf is analysed, and tempt it
+                // into reading the leaf through its primary key); without
+                // one, they let the primary key give the order.
+                let from = if conds.is_empty() {
+                    format!(
                         "{} WHERE log = {} AND period = {}",
                         p.relname, p.log, p.period
-                    ),
-                    Unit::Part(p) => format!("{} WHERE TRUE", p.relname),
-                    Unit::Held(log, g) => format!("held WHERE log = {log} AND gen = {g}"),
+                    )
+                } else {
+                    format!("{} WHERE TRUE", p.relname)
                 };
-                let mut s = format!(
-                    "(SELECT {u} AS u, idx, received_at, 0::int8 AS aux, record FROM {from}"
-                );
-                for c in conds {
-                    let _ = write!(s, " AND {c}");
+                branches.push(format!(
+                    "(SELECT {u} AS u, idx, received_at, 0::int8 AS aux, record \
+                     FROM {from}{conds}{tail}"
+                ));
+            }
+            if !gens.is_empty() {
+                // Every generation in one branch, newest first by the
+                // primary key: each filter takes the blind values under
+                // every generation's key (a row matching another
+                // generation's value is a collision, which the exact check
+                // rejects); `aux` says which key opens the row.
+                let u = plan.branches.len();
+                plan.branches.push((li, None));
+                let mut columns: Vec<(&'static str, Vec<i64>)> = Vec::new();
+                for g in gens {
+                    for (i, (column, blind)) in blinds(q, &g.keys).into_iter().enumerate() {
+                        match columns.get_mut(i) {
+                            Some((_, v)) => v.push(blind),
+                            None => columns.push((column, vec![blind])),
+                        }
+                    }
                 }
-                let _ = write!(s, "{time} AND idx < ${b} ORDER BY idx DESC LIMIT ${n})");
-                branches.push(s);
+                let mut conds = String::new();
+                for (column, mut values) in columns {
+                    values.sort_unstable();
+                    values.dedup();
+                    let k = plan.push(Param::Many(values));
+                    let _ = write!(conds, " AND {column} = ANY(${k}::int8[])");
+                }
+                branches.push(format!(
+                    "(SELECT {u} AS u, idx, received_at, gen::int8 AS aux, record FROM held \
+                     WHERE log = {}{conds}{tail}",
+                    r.log.id
+                ));
             }
             if branches.len() == 1 {
                 parts_sql.append(&mut branches);
@@ -342,13 +379,6 @@ impl Plan {
         plan.sql = parts_sql.join(" UNION ALL ");
         plan
     }
-}
-
-/// A unit a branch reads.
-enum Unit<'a> {
-    Part(&'a Part),
-    /// (log, hold generation).
-    Held(i16, i32),
 }
 
 /// The query's blind values under one unit's keys, by column (bit-for-bit
@@ -490,7 +520,10 @@ impl Inner {
             let params: Vec<&(dyn ToSql + Sync)> = plan
                 .params
                 .iter()
-                .map(|p| p as &(dyn ToSql + Sync))
+                .map(|p| match p {
+                    Param::One(v) => v as &(dyn ToSql + Sync),
+                    Param::Many(v) => v as &(dyn ToSql + Sync),
+                })
                 .collect();
             let rows = match conn.query_cached(&plan.sql, &params).await {
                 Ok(rows) => rows,
@@ -508,6 +541,7 @@ impl Inner {
             let mut sizes: HashMap<i64, (i64, i64)> = HashMap::new();
             let mut parts: HashMap<i64, (i64, i64)> = HashMap::new();
             let mut found: Vec<Vec<Candidate>> = (0..runs.len()).map(|_| Vec::new()).collect();
+            let mut unknown = None;
             for row in rows {
                 let u: i32 = row.try_get(0)?;
                 let a: i64 = row.try_get(1)?;
@@ -524,11 +558,27 @@ impl Inner {
                             .ok()
                             .and_then(|u| plan.branches.get(u))
                             .ok_or_else(|| PgError::Corrupt(format!("unexpected branch {u}")))?;
+                        let keys = match keys {
+                            Some(k) => k.clone(),
+                            None => {
+                                let g: i64 = row.try_get(3)?;
+                                let gens = &runs[*li].units.gens;
+                                match gens.binary_search_by_key(&g, |x| i64::from(x.gen_)) {
+                                    Ok(i) => gens[i].keys.clone(),
+                                    Err(_) => {
+                                        // Unknown: the units changed (the
+                                        // signature tells) or a key is gone.
+                                        unknown.get_or_insert((runs[*li].log, a, g));
+                                        continue;
+                                    }
+                                }
+                            }
+                        };
                         found[*li].push(Candidate {
                             idx: a,
                             received_at: b,
                             record: row.try_get(4)?,
-                            keys: keys.clone(),
+                            keys,
                         });
                     }
                 }
@@ -556,6 +606,12 @@ impl Inner {
                     runs[li].units = self.refresh(conn, runs[li].log).await?;
                 }
                 continue;
+            }
+            if let Some((log, idx, g)) = unknown {
+                return Err(PgError::Corrupt(format!(
+                    "held trace {idx} of log {} is in hold generation {g}, which has no key",
+                    log.name
+                )));
             }
             // The size in the snapshot the rows come from.
             for (li, size) in sizes_of {
