@@ -184,7 +184,9 @@ pub async fn migrate(
     }
     let mut source = match from {
         Endpoint::Dir(d) => Source::Dir(DirReader::open(d, master.clone())?),
-        Endpoint::Pg { url, schema } => Source::Pg(Box::new(PgReader::open(url, schema, &master).await?)),
+        Endpoint::Pg { url, schema } => {
+            Source::Pg(Box::new(PgReader::open(url, schema, &master).await?))
+        }
     };
     let journal = source.journal(&master).await?;
     check_source(&journal)?;
