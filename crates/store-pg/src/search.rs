@@ -290,9 +290,16 @@ impl Plan {
                 plan.logs.push(lp);
                 continue;
             }
-            let b = plan.push(Param::One(below));
-            let n = plan.push(Param::One(r.batch as i64));
-            let tail = format!("{time} AND idx < ${b} ORDER BY idx DESC LIMIT ${n})");
+            // The limit is in the text and a first page has no index bound:
+            // with them as parameters, PostgreSQL's generic plan guesses a
+            // tenth of the rows and a third of the indexes, looks dearer
+            // than each custom plan, and every execution is planned again.
+            let n = r.batch;
+            let bound = match r.below {
+                Some(_) => format!(" AND idx < ${}", plan.push(Param::One(below))),
+                None => String::new(),
+            };
+            let tail = format!("{time}{bound} ORDER BY idx DESC LIMIT {n})");
             let mut branches = Vec::with_capacity(lp.branches);
             for p in window {
                 let u = plan.branches.len();
@@ -357,7 +364,7 @@ impl Plan {
             } else {
                 parts_sql.push(format!(
                     "(SELECT u, idx, received_at, aux, record FROM ({}) s \
-                     ORDER BY idx DESC LIMIT ${n})",
+                     ORDER BY idx DESC LIMIT {n})",
                     branches.join(" UNION ALL ")
                 ));
             }

@@ -400,9 +400,9 @@ async fn the_scan_budget_bounds_each_call() {
 
 /// Rough figures, not a benchmark (`cargo test -p registre-store-pg --test
 /// search -- --ignored --nocapture`; `REGISTRE_PG_SEARCH_TRACES`, default
-/// 200,000): first pages by actor over that many traces of 10,000 actors,
-/// before and after `ANALYZE`, then the same rows read from the leaf table
-/// by one bare prepared statement (nothing opened).
+/// 200,000, of `REGISTRE_PG_SEARCH_ACTORS`, default 10,000): first pages by
+/// actor, before and after `ANALYZE`, each next to a bare prepared
+/// statement reading another actor's rows from the leaf table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement"]
 async fn search_latency() {
@@ -413,6 +413,10 @@ async fn search_latency() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
+    let actors: u64 = std::env::var("REGISTRE_PG_SEARCH_ACTORS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let clock = Arc::new(ManualClock::starting_now());
     let store = Arc::new(PgStore::open(h.options(clock)).await.expect("open"));
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
@@ -426,85 +430,82 @@ async fn search_latency() {
     while done < n {
         let batch: Vec<Trace> = (0..1000.min(n - done))
             .map(|_| {
-                trace(
-                    "mss",
-                    &format!("8100{:08}", next() % 10_000),
-                    "consultation",
-                    "2026-11-28T15:42:07.123+01:00",
-                )
+                // About the bench's traces (430 B of JSON).
+                let j = format!(
+                    r#"{{"class":"mss","occurred_at":"2026-11-28T15:42:07.123+01:00","actor":{{"id":"8100{:08}","id_type":"rpps","auth":"psc"}},"action":"consultation","target":{{"mailbox":"prenom.nom{:05}@hopital-01.mssante.fr","folder":"INBOX","uids":"4242"}},"request":"UID FETCH 4242 (BODY.PEEK[] FLAGS)","response":{{"status":"OK","text":"Completed (0.001 + 0.000 secs)."}},"outcome":"success","source":{{"ip":"10.1.2.3","software":"MonLPS 4.2","session":"{:016x}"}}}}"#,
+                    next() % actors,
+                    next() % 20_000,
+                    next()
+                );
+                parse_trace(j.as_bytes(), &Limits::default()).expect("valid trace")
             })
             .collect();
         done += batch.len();
         store.append(batch).await.expect("append");
     }
+    // Interleaved with the store's searches, the bare leaf: one prepared
+    // index scan by a blind value of an existing row, nothing opened.
     let c = h.client().await;
-    for analysed in [false, true] {
-        if analysed {
-            c.batch_execute("ANALYZE traces").await.expect("analyze");
-        }
-        let mut lat = Vec::new();
-        let mut found = 0;
-        for i in 0..2_000 {
-            let q = Query {
-                actor: Some(format!("8100{:08}", next() % 10_000)),
-                limit: 50,
-                ..Query::default()
-            };
-            let t = std::time::Instant::now();
-            let page = store.search(q).await.expect("search");
-            if i >= 100 {
-                lat.push(t.elapsed().as_secs_f64() * 1e3);
-            }
-            found += page.traces.len();
-        }
-        lat.sort_by(f64::total_cmp);
-        let p = |f: f64| lat[((lat.len() as f64 * f) as usize).min(lat.len() - 1)];
-        eprintln!(
-            "{n} traces{}: search by actor, first page ({} found per page): p50 {:.3} ms, \
-             p99 {:.3} ms",
-            if analysed { ", analysed" } else { "" },
-            found / 2_000,
-            p(0.5),
-            p(0.99)
-        );
-    }
-    // The bare leaf next to it: one prepared index scan, rows not opened.
     let leaf: String = c
         .query_one("SELECT relname FROM partitions LIMIT 1", &[])
         .await
         .expect("leaf")
         .get(0);
-    let blinds: Vec<i64> = c
-        .query(
-            &format!("SELECT actor FROM {leaf} ORDER BY random() LIMIT 2000"),
-            &[],
-        )
-        .await
-        .expect("blinds")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let stmt = c
+    let bare = c
         .prepare(&format!(
             "SELECT idx, received_at, record FROM {leaf} WHERE actor = $1 \
              ORDER BY idx DESC LIMIT 51"
         ))
         .await
         .expect("prepare");
-    let mut lat = Vec::new();
-    for (i, b) in blinds.iter().enumerate() {
-        let t = std::time::Instant::now();
-        let rows = c.query(&stmt, &[b]).await.expect("query");
-        if i >= 100 {
-            lat.push(t.elapsed().as_secs_f64() * 1e3);
+    let p = |lat: &mut Vec<f64>, f: f64| {
+        lat.sort_by(f64::total_cmp);
+        lat[((lat.len() as f64 * f) as usize).min(lat.len() - 1)]
+    };
+    for analysed in [false, true] {
+        if analysed {
+            c.batch_execute("ANALYZE traces").await.expect("analyze");
         }
-        std::hint::black_box(rows);
+        let blinds: Vec<i64> = c
+            .query(
+                &format!("SELECT actor FROM {leaf} ORDER BY random() LIMIT 2000"),
+                &[],
+            )
+            .await
+            .expect("blinds")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let (mut store_lat, mut bare_lat) = (Vec::new(), Vec::new());
+        let mut found = 0;
+        for (i, b) in blinds.iter().enumerate() {
+            let q = Query {
+                actor: Some(format!("8100{:08}", next() % actors)),
+                limit: 50,
+                ..Query::default()
+            };
+            let t = std::time::Instant::now();
+            let page = store.search(q).await.expect("search");
+            let store_t = t.elapsed().as_secs_f64() * 1e3;
+            found += page.traces.len();
+            let t = std::time::Instant::now();
+            let rows = c.query(&bare, &[b]).await.expect("query");
+            let bare_t = t.elapsed().as_secs_f64() * 1e3;
+            std::hint::black_box(rows);
+            if i >= 100 {
+                store_lat.push(store_t);
+                bare_lat.push(bare_t);
+            }
+        }
+        eprintln!(
+            "{n} traces{}, first page by actor ({} found per page): store p50 {:.3} ms, \
+             p99 {:.3} ms; bare leaf p50 {:.3} ms, p99 {:.3} ms",
+            if analysed { ", analysed" } else { "" },
+            found / blinds.len().max(1),
+            p(&mut store_lat, 0.5),
+            p(&mut store_lat, 0.99),
+            p(&mut bare_lat, 0.5),
+            p(&mut bare_lat, 0.99)
+        );
     }
-    lat.sort_by(f64::total_cmp);
-    let p = |f: f64| lat[((lat.len() as f64 * f) as usize).min(lat.len() - 1)];
-    eprintln!(
-        "the bare leaf, same rows: p50 {:.3} ms, p99 {:.3} ms",
-        p(0.5),
-        p(0.99)
-    );
 }
