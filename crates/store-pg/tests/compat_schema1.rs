@@ -8,6 +8,8 @@
 //! traces (a full tile), a legal hold on one patient, day 0 of `mss`
 //! purged (its held traces re-sealed).
 
+// Test code: helper functions outside #[test] are linted too (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 mod support;
 
 use std::path::{Path, PathBuf};

@@ -3,6 +3,8 @@
 //! master key checks and rotation, TLS. Needs `REGISTRE_TEST_DATABASE_URL`
 //! (TLS also `REGISTRE_TEST_DATABASE_TLS_URL`).
 
+// Test code: helper functions outside #[test] are linted too (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 mod support;
 
 use std::collections::BTreeSet;

@@ -8,6 +8,8 @@
 //! patient, and one purge already done (day 0 of `mss`, the held traces kept
 //! in a hold segment).
 
+// Test code: helper functions outside #[test] are linted too (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

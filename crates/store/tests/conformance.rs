@@ -1,6 +1,8 @@
 //! The `Store` conformance suite on the embedded store (the same suite runs
 //! on PostgreSQL in `crates/store-pg/tests/conformance.rs`).
 
+// Test code: helper functions outside #[test] are linted too (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

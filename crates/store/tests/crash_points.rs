@@ -13,6 +13,8 @@
 //! - damage the store cannot explain by a crash stops the open and names the
 //!   file.
 
+// Test code: helper functions outside #[test] are linted too (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

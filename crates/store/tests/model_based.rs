@@ -38,6 +38,8 @@
 //! acknowledged parts at their receipts' indexes, the others whole or not
 //! at all.
 
+// Test code: helper functions outside #[test] are linted too (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! Retention, purge with crypto-shredding, legal holds, encryption at rest
 //! and master key rotation, on the embedded store, with a simulated clock.
 
+// Test code: helper functions outside #[test] are linted too (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

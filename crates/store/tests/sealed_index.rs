@@ -2,6 +2,8 @@
 //! answers as before they were sealed, rebuilt when missing or damaged,
 //! and checked by `verify`.
 
+// Test code: helper functions outside #[test] are linted too (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

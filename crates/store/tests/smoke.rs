@@ -1,5 +1,7 @@
 //! Append, search, reopen: the embedded store's basic contract.
 
+// Test code: helper functions outside #[test] are linted too (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use registre_model::{ClassName, Limits, parse_trace};
 use registre_store::{EmbeddedOptions, EmbeddedStore, Query, Store};
 

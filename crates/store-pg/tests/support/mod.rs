@@ -1,6 +1,8 @@
 //! A fresh PostgreSQL schema per test, dropped at the end (even when the
 //! test panics), from `REGISTRE_TEST_DATABASE_URL`.
 
+// Test code: helper functions outside #[test] are linted too (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::sync::Arc;
