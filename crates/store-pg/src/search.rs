@@ -422,16 +422,9 @@ impl Inner {
         };
         let limit = q.limit.clamp(1, 10_000);
         let mut conn = self.conn().await.map_err(unavailable)?;
-        let r = self.search_on(&mut conn, &q, &logs, limit)
+        self.search_on(&mut conn, &q, &logs, limit)
             .await
-            .map_err(unavailable);
-        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        if CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1000 == 999 {
-            for row in conn.query("SELECT generic_plans, custom_plans, left(statement, 300) FROM pg_prepared_statements", &[]).await.unwrap_or_default() {
-                eprintln!("PREP generic {} custom {} {}", row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, String>(2));
-            }
-        }
-        r
+            .map_err(unavailable)
     }
 
     async fn search_on(

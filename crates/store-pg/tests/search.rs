@@ -4,6 +4,8 @@
 //! one keeps its statements; the scan budget. Needs
 //! `REGISTRE_TEST_DATABASE_URL`.
 
+// Test code: helper functions outside #[test] are linted too (rust-clippy#13981).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 mod support;
 
 use std::sync::Arc;
