@@ -2,10 +2,7 @@
 //! how many are out. A client whose connection closed is dropped, never
 //! reused; a new one is connected on demand (so a PostgreSQL restart is
 //! survived by the next request, and an outage is an error, never a wait).
-//! Each connection keeps the statements prepared on it
-//! ([`Conn::prepare_cached`]), keyed by their SQL text.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -13,8 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::config::SslMode;
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config, NoTls, Row, Statement};
+use tokio_postgres::{Client, Config, NoTls};
 
 use crate::tls::RustlsConnect;
 use crate::{PgError, PgOpenError};
@@ -24,23 +20,13 @@ pub struct Pool {
     tls: Option<RustlsConnect>,
     /// Quoted schema name, set as the search path of every connection.
     schema: String,
-    idle: Mutex<Vec<Pooled>>,
+    idle: Mutex<Vec<Client>>,
     permits: Arc<Semaphore>,
-}
-
-/// Most statements one connection keeps prepared; past it, the cache starts
-/// over (a statement is closed on the server when its last handle goes).
-const MAX_STATEMENTS: usize = 256;
-
-/// A connection and the statements prepared on it.
-struct Pooled {
-    client: Client,
-    statements: HashMap<String, Statement>,
 }
 
 /// A client taken from the pool; given back when dropped unless closed.
 pub struct Conn {
-    client: Option<Pooled>,
+    client: Option<Client>,
     pool: Arc<Pool>,
     _permit: OwnedSemaphorePermit,
 }
@@ -49,73 +35,24 @@ impl std::ops::Deref for Conn {
     type Target = Client;
     fn deref(&self) -> &Client {
         // Present until drop.
-        &self
-            .client
+        self.client
             .as_ref()
             .unwrap_or_else(|| unreachable!("client taken"))
-            .client
     }
 }
 
 impl std::ops::DerefMut for Conn {
     fn deref_mut(&mut self) -> &mut Client {
-        &mut self.pooled().client
-    }
-}
-
-impl Conn {
-    fn pooled(&mut self) -> &mut Pooled {
-        // Present until drop.
         self.client
             .as_mut()
             .unwrap_or_else(|| unreachable!("client taken"))
-    }
-
-    /// `sql` prepared on this connection, once: later calls with the same
-    /// text reuse the statement (and PostgreSQL its plan).
-    pub async fn prepare_cached(&mut self, sql: &str) -> Result<Statement, PgError> {
-        let p = self.pooled();
-        if let Some(s) = p.statements.get(sql) {
-            return Ok(s.clone());
-        }
-        let s = p.client.prepare(sql).await?;
-        if p.statements.len() >= MAX_STATEMENTS {
-            p.statements.clear();
-        }
-        p.statements.insert(sql.to_owned(), s.clone());
-        Ok(s)
-    }
-
-    /// Runs `sql` as a cached prepared statement. A statement the server no
-    /// longer accepts as prepared (its plan's result type changed under a
-    /// schema change, or it is gone) is prepared again, once.
-    pub async fn query_cached(
-        &mut self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, PgError> {
-        let stmt = self.prepare_cached(sql).await?;
-        match self.pooled().client.query(&stmt, params).await {
-            Ok(rows) => Ok(rows),
-            Err(e) => {
-                self.pooled().statements.remove(sql);
-                let stale = e
-                    .as_db_error()
-                    .is_some_and(|d| matches!(d.code().code(), "0A000" | "26000"));
-                if !stale {
-                    return Err(e.into());
-                }
-                let stmt = self.prepare_cached(sql).await?;
-                Ok(self.pooled().client.query(&stmt, params).await?)
-            }
-        }
     }
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
         if let Some(c) = self.client.take()
-            && !c.client.is_closed()
+            && !c.is_closed()
         {
             self.pool
                 .idle
@@ -193,7 +130,7 @@ impl Pool {
         loop {
             let c = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             match c {
-                Some(c) if c.client.is_closed() => continue,
+                Some(c) if c.is_closed() => continue,
                 Some(c) => {
                     return Ok(Conn {
                         client: Some(c),
@@ -206,10 +143,7 @@ impl Pool {
         }
         let client = self.connect().await?;
         Ok(Conn {
-            client: Some(Pooled {
-                client,
-                statements: HashMap::new(),
-            }),
+            client: Some(client),
             pool: self.clone(),
             _permit: permit,
         })

@@ -90,9 +90,6 @@ pub(crate) struct LogMeta {
     /// tables on first use), caught up from `entries`.
     pub tree: tokio::sync::Mutex<Option<TiledTree>>,
     pub history_key: Arc<SegmentKeys>,
-    /// The partitions and hold generations this node last saw, with their
-    /// keys (what a search's statement is built from).
-    pub units: crate::search::UnitCache,
 }
 
 pub(crate) struct Inner {
@@ -455,7 +452,6 @@ async fn register_log(
         period_micros: (period as i64).saturating_mul(1_000_000),
         tree: tokio::sync::Mutex::new(None),
         history_key: Arc::new(history_key),
-        units: crate::search::UnitCache::default(),
     })
 }
 
