@@ -70,7 +70,7 @@ thread_local! {
     static UNPACKER: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
-/// Decompresses a record's JCS into `out` (cleared first).
+/// Decompresses a record's JCS, appending it to `out`.
 pub fn unpack(packed: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
     UNPACKER.with(|u| {
         let mut u = u.borrow_mut();
@@ -91,12 +91,18 @@ pub fn unpack(packed: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
             .ok()
             .filter(|s| *s <= MAX_JCS)
             .ok_or_else(|| "compressed record larger than any trace".to_owned())?;
-        out.clear();
-        out.resize(size, 0);
-        let n = d
-            .decompress_to_buffer(packed, out)
-            .map_err(|e| format!("compressed record does not decompress: {e}"))?;
+        let start = out.len();
+        out.resize(start + size, 0);
+        let n = d.decompress_to_buffer(packed, &mut out[start..]);
+        let n = match n {
+            Ok(n) => n,
+            Err(e) => {
+                out.truncate(start);
+                return Err(format!("compressed record does not decompress: {e}"));
+            }
+        };
         if n != size {
+            out.truncate(start);
             return Err("compressed record shorter than its stated size".into());
         }
         Ok(())
@@ -117,11 +123,11 @@ pub fn plaintext<'a>(
     if opened.len() < 16 {
         return Err("record shorter than its salt".into());
     }
-    let mut jcs = Vec::new();
-    unpack(&opened[16..], &mut jcs)?;
+    // salt ‖ JCS, decompressed in place after the salt (no second buffer
+    // on the read path).
     scratch.clear();
     scratch.extend_from_slice(&opened[..16]);
-    scratch.extend_from_slice(&jcs);
+    unpack(&opened[16..], scratch)?;
     Ok(scratch)
 }
 
