@@ -18,7 +18,7 @@ use std::sync::Arc;
 use registre_log::merkle;
 use registre_model::{ClassName, Limits, Retention, parse_trace};
 use registre_store::clock::ManualClock;
-use registre_store::conformance::classes;
+use registre_store::conformance::{all, classes};
 use registre_store::crypto::MasterKey;
 use registre_store::{Hold, HoldFilter, PurgeRequest, Query, Store};
 use registre_store_pg::{PgOptions, PgStore};
@@ -223,41 +223,35 @@ async fn a_schema1_journal_opens_verifies_searches_and_purges() {
         let store = PgStore::open(options(&url, &schema, master.clone(), clock.clone()))
             .await
             .expect("the schema-1 journal opens");
-        let all = |q: Query| {
-            let store = &store;
-            async move {
-                let mut q = Query { limit: 100, ..q };
-                let mut out = Vec::new();
-                loop {
-                    let page = store.search(q.clone()).await.expect("search");
-                    out.extend(page.traces);
-                    match page.next {
-                        Some(c) => q.cursor = Some(c),
-                        None => return out,
-                    }
-                }
-            }
-        };
         let mss = Some(ClassName::new("mss").expect("class"));
         let held_day0 = MSS_PER_DAY.div_ceil(10);
-        let got = all(Query {
-            class: mss.clone(),
-            ..Query::default()
-        })
+        let got = all(
+            &store,
+            Query {
+                class: mss.clone(),
+                ..Query::default()
+            },
+        )
         .await;
         assert_eq!(got.len(), (DAYS - 1) * MSS_PER_DAY + held_day0);
-        let by_patient = all(Query {
-            patient: Some(HELD.into()),
-            class: mss.clone(),
-            ..Query::default()
-        })
+        let by_patient = all(
+            &store,
+            Query {
+                patient: Some(HELD.into()),
+                class: mss.clone(),
+                ..Query::default()
+            },
+        )
         .await;
         assert_eq!(by_patient.len(), DAYS * held_day0);
-        let by_actor = all(Query {
-            actor: Some("actor-a3".into()),
-            class: mss.clone(),
-            ..Query::default()
-        })
+        let by_actor = all(
+            &store,
+            Query {
+                actor: Some("actor-a3".into()),
+                class: mss.clone(),
+                ..Query::default()
+            },
+        )
         .await;
         assert!(by_actor.iter().all(|r| r.trace.actor.id == "actor-a3"));
         assert!(!by_actor.is_empty());

@@ -17,6 +17,7 @@ use registre_log::merkle;
 use registre_log::note::Verifier;
 use registre_model::{ClassName, Limits, Retention, parse_trace};
 use registre_store::clock::ManualClock;
+use registre_store::conformance::all;
 use registre_store::crypto::{MasterKey, default_master_path};
 use registre_store::{
     EmbeddedOptions, EmbeddedStore, Hold, HoldFilter, PurgeRequest, Query, Store,
@@ -152,19 +153,6 @@ fn verify(dir: &Path) -> registre_store::Report {
     let r = registre_store::verify_data_dir(dir, &[v], Some(&master), &mut |_| {}).expect("verify");
     assert!(r.ok(), "verify failed: {:#?}", r.failures);
     r
-}
-
-async fn all(store: &EmbeddedStore, q: Query) -> Vec<registre_store::StoredRecord> {
-    let mut q = Query { limit: 100, ..q };
-    let mut out = Vec::new();
-    loop {
-        let page = store.search(q.clone()).await.expect("search");
-        out.extend(page.traces);
-        match page.next {
-            Some(c) => q.cursor = Some(c),
-            None => return out,
-        }
-    }
 }
 
 fn class(c: &str) -> Option<ClassName> {
